@@ -1,0 +1,5 @@
+"""``python -m ddpm_lens ...`` runs the CLI (also under torchrun: ``torchrun -m ddpm_lens train``)."""
+
+from ddpm_lens.cli import main
+
+raise SystemExit(main())
