@@ -1,0 +1,290 @@
+"""Checkpoints: safe loading of ddpm-torch and ddpm-lens files, atomic saving, naming.
+
+Accepted files:
+
+- ddpm-torch trainer files: ``{"model", "optimizer", "scheduler", "ema": {"shadow", ...}, "epoch"}``
+- the same with DDP's ``module.`` (or torch.compile's ``_orig_mod.``) key prefixes
+- bare state dicts (name -> tensor), ``.pt`` or ``.safetensors``
+- ddpm-lens trainer files: ddpm-torch's keys plus ``config`` and ``sampler``
+
+Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
+refused, never executed. Files are memory-mapped, so reading the EMA weights of a 546 MB
+trainer file touches only those weights' pages::
+
+    model, diffusion, cfg = load_model("configs/celeba.json", "chkpts/celeba/celeba_16.pt")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddpm_lens.atomic import atomic_path
+from ddpm_lens.config import Config, ModelConfig, config_from_dict, load_config
+from ddpm_lens.diffusion import GaussianDiffusion
+from ddpm_lens.errors import UserError
+from ddpm_lens.unet import UNet, build_unet
+
+log = logging.getLogger("ddpm_lens")
+
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class Weights:
+    """A state dict picked out of a checkpoint file, and where it came from."""
+
+    state_dict: dict[str, torch.Tensor]
+    which: str  # "ema" | "model" | "state_dict"
+    path: str
+    epoch: int | None
+    config: dict | None  # the run config stored by ddpm-lens, if any
+
+    @property
+    def description(self) -> str:
+        return {
+            "ema": "EMA weights (ema.shadow)",
+            "model": "raw training weights (model)",
+            "state_dict": "bare state dict",
+        }[self.which]
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint file safely (weights only, memory-mapped where possible)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: pass the path of a .pt or .safetensors file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        if "Weights only load failed" in msg:
+            raise UserError(
+                f"checkpoint {path} was refused: it holds pickled Python objects beyond tensors and plain "
+                "containers, which could run code when loaded; re-save its state dict from a trusted source"
+            ) from None
+        raise UserError(
+            f"checkpoint {path} is not a PyTorch checkpoint (unpickling failed: "
+            f"{msg.splitlines()[0][:80]}); pass a file written by torch.save"
+        ) from None
+    except RuntimeError as exc:
+        if "mmap" in str(exc) or "zip" in str(exc).lower():
+            return _read_legacy(path)
+        raise UserError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(
+            f"checkpoint {path} is truncated or not a checkpoint ({type(exc).__name__}); "
+            "re-copy or re-save the file"
+        ) from None
+
+
+def _read_legacy(path: Path) -> Any:
+    """Files without the zip container (pre-1.6 format) cannot be memory-mapped."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise UserError(
+                f"checkpoint {path} was refused: it holds pickled Python objects that could "
+                "run code when loaded; re-save its state dict from a trusted source"
+            ) from None
+        raise UserError(
+            f"checkpoint {path} is truncated or not a PyTorch checkpoint; pass a file written by torch.save"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError):
+        raise UserError(
+            f"checkpoint {path} is truncated or not a PyTorch checkpoint; re-copy or re-save the file"
+        ) from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DDP ``module.`` / torch.compile ``_orig_mod.`` prefixes shared by every key."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if state_dict and all(k.startswith(prefix) for k in state_dict):
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+                changed = True
+    return state_dict
+
+
+def parse_epoch(path: str | os.PathLike) -> int | None:
+    """Epoch from ``<name>_<epoch>.pt`` or ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt`` (last digit group)."""
+    m = re.search(r"_(\d+)$", Path(path).stem)
+    return int(m.group(1)) if m else None
+
+
+def checkpoint_name(name: str, epoch: int, when: datetime | None = None) -> str:
+    """Our runs' file name: ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt``."""
+    return f"{name}_{(when or datetime.now()).strftime('%Y%m%d_%H%M%S')}_{epoch}.pt"
+
+
+def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
+    """Pick the weights to use out of any accepted checkpoint file."""
+    obj = read_checkpoint(path)
+    path = str(path)
+    epoch = parse_epoch(path)
+    if _is_state_dict(obj):
+        return Weights(strip_prefixes(obj), "state_dict", path, epoch, None)
+    if not isinstance(obj, dict) or not ({"model", "ema", "state_dict"} & set(obj)):
+        raise UserError(
+            f"checkpoint {path} holds no weights: expected a state dict or a trainer file with "
+            "'model' / 'ema' entries"
+        )
+    if isinstance(obj.get("epoch"), int):
+        epoch = obj["epoch"]
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+    ema = obj.get("ema")
+    if use_ema and isinstance(ema, dict) and _is_state_dict(ema.get("shadow")):
+        return Weights(strip_prefixes(ema["shadow"]), "ema", path, epoch, config)
+    for key in ("model", "state_dict"):
+        if _is_state_dict(obj.get(key)):
+            if use_ema:
+                log.warning("checkpoint %s has no EMA weights; using its raw weights ('%s')", path, key)
+            return Weights(strip_prefixes(obj[key]), "model", path, epoch, config)
+    raise UserError(
+        f"checkpoint {path} holds no usable weights ('model' and 'ema.shadow' are missing or empty)"
+    )
+
+
+def infer_model_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Model settings a ddpm-torch UNet state dict implies (for mismatch messages)."""
+    out: dict[str, Any] = {}
+    w = state_dict.get("in_conv.weight")
+    if w is None or w.dim() != 4:
+        return out
+    hid = w.shape[0]
+    out.update(in_channels=int(w.shape[1]), hid_channels=int(hid))
+    levels = sorted(
+        {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_(\d+)\.", k))}
+    )
+    mults, attn = [], []
+    for i in levels:
+        convs = [k for k in state_dict if re.match(rf"downsamples\.level_{i}\.0\.(0\.)?conv1\.weight$", k)]
+        if convs:
+            mults.append(int(state_dict[convs[0]].shape[0] // hid))
+        attn.append(any(k.startswith(f"downsamples.level_{i}.") and ".project_in." in k for k in state_dict))
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_0\.(\d+)\.", k))}
+    has_down = any(re.match(r"downsamples\.level_0\.\d+\.1\.weight$", k) for k in state_dict)
+    out.update(ch_multipliers=mults, apply_attn=attn, num_res_blocks=len(blocks) - (1 if has_down else 0))
+    return out
+
+
+def check_fit(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, ckpt: str, config: str) -> None:
+    """Raise a one-line UserError describing how ``state_dict`` fails to fit ``model``."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {list(got[k])} vs model {list(expected[k])}"
+        for k in expected
+        if k in got and got[k] != expected[k]
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
+    hint = infer_model_config(state_dict)
+    fix = (
+        (
+            "; the checkpoint fits model settings "
+            + ", ".join(f"{k}={v}" for k, v in hint.items())
+            + f" — set them in the 'model' section of {config}"
+        )
+        if hint
+        else ""
+    )
+    raise UserError(f"checkpoint {ckpt} does not fit config {config}: {'; '.join(parts)}{fix}")
+
+
+def model_from_weights(
+    weights: Weights, model_cfg: ModelConfig, *, config_name: str, device: str | torch.device = "cpu"
+) -> UNet:
+    """Build the UNet for ``model_cfg`` and load ``weights`` into it (strict)."""
+    with torch.device("meta"):
+        model = build_unet(model_cfg)  # no memory, no random init: every tensor comes from the file
+    check_fit(model, weights.state_dict, ckpt=weights.path, config=config_name)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in weights.state_dict.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device).eval()
+
+
+def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> Config:
+    """The config file if given, else the one a ddpm-lens checkpoint carries."""
+    if config_path is not None:
+        return load_config(config_path)
+    if weights.config is None:
+        raise UserError(
+            f"checkpoint {weights.path} carries no config: pass its JSON config "
+            "(e.g. --config configs/celeba.json)"
+        )
+    return config_from_dict(weights.config, source=f"{weights.path}:config")
+
+
+def load_model(
+    config_path: str | os.PathLike | None,
+    ckpt_path: str | os.PathLike,
+    use_ema: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[UNet, GaussianDiffusion, Config]:
+    """Load a checkpoint into a UNet built from its config; returns ``(model, diffusion, config)``.
+
+    ``use_ema`` picks ``ema.shadow`` when present (the weights used are logged on the
+    ``ddpm_lens`` logger). ``config_path`` may be None for ddpm-lens checkpoints.
+    """
+    weights = load_weights(ckpt_path, use_ema=use_ema)
+    cfg = resolve_config(config_path, weights)
+    model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
+    log.info("loaded %s from %s (epoch %s)", weights.description, weights.path, weights.epoch)
+    return model, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` through a temp file, fsync, then rename: a checkpoint is never half-written."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def export_safetensors(
+    weights: Weights, path: str | os.PathLike, *, metadata: dict[str, str] | None = None
+) -> None:
+    """Write the chosen weights as a .safetensors file (atomically)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in weights.state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(
+            tensors, str(tmp), metadata={"source": weights.path, "weights": weights.which, **(metadata or {})}
+        )
