@@ -1,0 +1,315 @@
+import io
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddpm_lens import render
+from ddpm_lens.render import (
+    BACKGROUND,
+    Panel,
+    comparison_figure,
+    encode_png,
+    figure_layout,
+    input_figure,
+    normalize_maps,
+    write_png,
+)
+
+LUT = np.round(matplotlib.colormaps["viridis"](np.arange(256))[:, :3] * 255).astype(np.uint8)
+PURPLE, YELLOW = LUT[0], LUT[255]
+STATS = {"mean": 0.123, "std": 0.456, "sparsity": 0.235}
+
+
+def hot_pixel_maps(k: int, side: int = 4) -> np.ndarray:
+    """(k, side, side): map i is zero except a 1 at flat position i % side²."""
+    maps = np.zeros((k, side * side), dtype=np.float32)
+    maps[np.arange(k), np.arange(k) % (side * side)] = 1
+    return maps.reshape(k, side, side)
+
+
+def crop(image: np.ndarray, box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return image[y0:y1, x0:x1]
+
+
+# --- normalize_maps ------------------------------------------------------------------------------
+
+
+def test_channel_mode_uses_each_maps_own_percentiles():
+    maps = np.stack([np.arange(16.0), np.arange(16.0) * 10 + 5]).reshape(2, 4, 4)
+    normed, ranges = normalize_maps(maps, mode="channel")
+    # 16 values: the 2nd/98th percentiles sit at positions 0.3 and 14.7 of the sorted values.
+    np.testing.assert_allclose(ranges, [[0.3, 14.7], [8.0, 152.0]], rtol=1e-12)
+    np.testing.assert_allclose(ranges, np.percentile(maps.reshape(2, -1), [2, 98], axis=1).T)
+    assert normed.dtype == np.float32 and normed.shape == (2, 4, 4)
+    flat = normed.reshape(2, -1)
+    assert flat[0, 0] == 0 and flat[0, 15] == 1  # clipped below / above the range
+    assert flat[0, 7] == pytest.approx((7 - 0.3) / 14.4, rel=1e-6)
+    np.testing.assert_allclose(flat[0], flat[1], atol=1e-6)  # same shape, own range → same picture
+
+
+def test_constant_map_becomes_zero_and_flat_range_thresholds():
+    maps = np.zeros((3, 8, 8), dtype=np.float32)
+    maps[0] = 7.5  # constant
+    maps[1, 2, 3] = 1.0  # one hot pixel: 2nd and 98th percentiles are both 0
+    maps[2] = np.arange(64).reshape(8, 8)
+    normed, ranges = normalize_maps(maps, mode="channel")
+    assert np.isfinite(normed).all()
+    assert (normed[0] == 0).all()
+    assert ranges[1].tolist() == [0.0, 0.0]
+    expected = np.zeros((8, 8))
+    expected[2, 3] = 1
+    np.testing.assert_array_equal(normed[1], expected)
+
+
+def test_model_mode_uses_one_range_for_the_panel():
+    maps = np.arange(8.0).reshape(2, 2, 2)
+    normed, ranges = normalize_maps(maps, mode="model")
+    np.testing.assert_allclose(ranges, [0.14, 6.86])  # positions 0.14 and 6.86 of 0..7
+    assert ranges.shape == (2,)
+    np.testing.assert_allclose(normed.reshape(-1)[1:7], (np.arange(1, 7) - 0.14) / 6.72, rtol=1e-6)
+    assert normed.reshape(-1)[0] == 0 and normed.reshape(-1)[7] == 1
+
+
+def test_shared_mode_pools_both_panels():
+    maps = np.arange(4.0).reshape(1, 2, 2)
+    other = np.arange(4.0, 8.0).reshape(1, 2, 2)
+    normed, ranges = normalize_maps(maps, mode="shared", shared_with=other)
+    np.testing.assert_allclose(ranges, [0.14, 6.86])
+    np.testing.assert_allclose(ranges, np.percentile(np.concatenate([maps, other]), [2, 98]))
+    np.testing.assert_allclose(normed.reshape(-1), np.clip((np.arange(4) - 0.14) / 6.72, 0, 1), rtol=1e-6)
+    _, alone = normalize_maps(maps, mode="model")
+    assert alone[1] < 3  # without the other panel the top of the range would be this panel's own
+
+
+def test_custom_percentiles_0_100_are_min_max():
+    maps = np.array([[[3.0, -1.0], [2.0, 9.0]]])
+    _, ranges = normalize_maps(maps, mode="channel", low_pct=0, high_pct=100)
+    assert ranges.tolist() == [[-1.0, 9.0]]
+
+
+def test_normalize_rejects_bad_arguments():
+    maps = np.zeros((1, 2, 2))
+    with pytest.raises(ValueError, match="channel, model, shared"):
+        normalize_maps(maps, mode="global")
+    with pytest.raises(ValueError, match="shared_with"):
+        normalize_maps(maps, mode="shared")
+    with pytest.raises(ValueError, match="shared_with"):
+        normalize_maps(maps, mode="model", shared_with=maps)
+    with pytest.raises(ValueError, match=r"\(K, h, w\)"):
+        normalize_maps(np.zeros((2, 2)), mode="channel")
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_maps(np.full((1, 2, 2), np.nan), mode="channel")
+
+
+# --- comparison_figure -----------------------------------------------------------------------------
+
+
+def two_panels(k: int = 64, side: int = 64) -> list[Panel]:
+    rng = np.random.default_rng(0)
+    return [
+        Panel("Baseline", rng.random((k, side, side), dtype=np.float32), STATS),
+        Panel("Curriculum", rng.random((k, side, side), dtype=np.float32), STATS),
+    ]
+
+
+def test_default_figure_size_is_deterministic_and_paper_sized():
+    panels = two_panels()
+    first = comparison_figure(panels, title="encoder_level_0 | clean_t0 | Sample 0")
+    second = comparison_figure(panels, title="encoder_level_0 | clean_t0 | Sample 0")
+    layout = figure_layout(panels, title="encoder_level_0 | clean_t0 | Sample 0")
+    assert first.dtype == np.uint8 and first.shape == (layout.height, layout.width, 3)
+    np.testing.assert_array_equal(first, second)
+    assert 1100 <= layout.width <= 1300
+    assert layout.cell == 64 and layout.grid_extent == 8 * 64 + 7 * 2
+
+
+def test_figure_grows_by_whole_cells_with_grid_size():
+    panels = two_panels(k=16, side=8)
+    small = comparison_figure(panels, title="t", grid_size=4)
+    large = comparison_figure(panels, title="t", grid_size=8)
+    pitch = 64 + 2  # cell + gap
+    assert large.shape[0] - small.shape[0] == 4 * pitch
+    assert large.shape[1] - small.shape[1] == 2 * 4 * pitch  # two panels side by side
+
+
+def test_maps_larger_than_the_cell_are_shown_at_their_own_size():
+    layout = figure_layout(two_panels(k=4, side=80), title="t", grid_size=2, cell_px=64)
+    assert layout.cell == 80
+
+
+def test_cell_k_shows_map_k_upscaled_nearest_neighbour():
+    g = 3
+    maps = hot_pixel_maps(g * g)  # (9, 4, 4), cell 64 → each pixel a 16×16 block
+    panels = [Panel("Baseline", maps, STATS), Panel("Curriculum", maps[::-1].copy(), STATS)]
+    image = comparison_figure(panels, title="t", grid_size=g)
+    layout = figure_layout(panels, title="t", grid_size=g)
+    for p, order in ((0, range(9)), (1, range(8, -1, -1))):
+        for k, m in enumerate(order):
+            expected = np.where(np.kron(maps[m], np.ones((16, 16)))[..., None] > 0, YELLOW, PURPLE)
+            np.testing.assert_array_equal(crop(image, layout.cell_box(p, k)), expected.astype(np.uint8))
+    # the gap between cells 0 and 1 is background
+    x0, y0, x1, y1 = layout.cell_box(0, 0)
+    assert (image[y0:y1, x1 : x1 + layout.gap] == BACKGROUND).all()
+
+
+def test_non_dividing_map_is_centred_in_its_cell():
+    maps = np.zeros((1, 24, 24), dtype=np.float32)
+    maps[0, 12:] = 1  # top half low, bottom half high
+    panels = [Panel("A", maps, STATS)]
+    image = comparison_figure(panels, title="t", grid_size=1, norm="model")
+    cell = crop(image, figure_layout(panels, title="t", grid_size=1, norm="model").cell_box(0, 0))
+    # factor 2 → 48 px centred in 64: 8 px of background on every side
+    assert (cell[:8] == BACKGROUND).all() and (cell[-8:] == BACKGROUND).all()
+    assert (cell[:, :8] == BACKGROUND).all() and (cell[:, -8:] == BACKGROUND).all()
+    assert (cell[8:32, 8:56] == PURPLE).all() and (cell[32:56, 8:56] == YELLOW).all()
+
+
+def test_empty_cells_are_background():
+    panels = [Panel("Baseline", hot_pixel_maps(5), STATS), Panel("Curriculum", hot_pixel_maps(5), STATS)]
+    image = comparison_figure(panels, title="t", grid_size=3)
+    layout = figure_layout(panels, title="t", grid_size=3)
+    for p in (0, 1):
+        for k in range(5, 9):
+            assert (crop(image, layout.cell_box(p, k)) == BACKGROUND).all()
+        assert not (crop(image, layout.cell_box(p, 4)) == BACKGROUND).all()
+
+
+def test_model_mode_shows_a_constant_high_map_yellow():
+    maps = np.zeros((9, 4, 4), dtype=np.float32)
+    maps[0] = 1.0
+    panels = [Panel("Baseline", maps, STATS)]
+    image = comparison_figure(panels, title="t", grid_size=3, norm="model")
+    layout = figure_layout(panels, title="t", grid_size=3, norm="model")
+    assert (crop(image, layout.cell_box(0, 0)) == YELLOW).all()
+    assert (crop(image, layout.cell_box(0, 1)) == PURPLE).all()
+    # in channel mode the same constant map is flat → 0 → purple
+    image = comparison_figure(panels, title="t", grid_size=3, norm="channel")
+    assert (crop(image, layout.cell_box(0, 0)) == PURPLE).all()
+
+
+def test_shared_mode_puts_both_panels_on_one_scale_and_one_colorbar():
+    low = np.linspace(0, 1, 16, dtype=np.float32).reshape(1, 4, 4).repeat(4, axis=0)
+    panels = [Panel("Baseline", low, STATS), Panel("Curriculum", low + 10, STATS)]
+    shared = comparison_figure(panels, title="t", grid_size=2, norm="shared")
+    layout = figure_layout(panels, title="t", grid_size=2, norm="shared")
+    assert len(layout.colorbars) == 1 and layout.colorbars[0][0] > layout.grid_origins[1][0]
+    for p, (maps, other) in enumerate(((low, low + 10), (low + 10, low))):
+        normed, _ = normalize_maps(maps, mode="shared", shared_with=other)
+        expected = LUT[(np.kron(normed[0], np.ones((16, 16))) * 255 + 0.5).astype(np.uint8)]
+        np.testing.assert_array_equal(crop(shared, layout.cell_box(p, 0)), expected)
+    # per-map scaling would draw both panels identically
+    channel = comparison_figure(panels, title="t", grid_size=2, norm="channel")
+    layout = figure_layout(panels, title="t", grid_size=2)
+    assert len(layout.colorbars) == 2
+    np.testing.assert_array_equal(crop(channel, layout.cell_box(0, 0)), crop(channel, layout.cell_box(1, 0)))
+
+
+def test_colorbar_runs_from_purple_at_the_bottom_to_yellow_at_the_top():
+    panels = two_panels(k=4, side=4)
+    image = comparison_figure(panels, title="t", grid_size=2)
+    for x0, y0, x1, y1 in figure_layout(panels, title="t", grid_size=2).colorbars:
+        assert (image[y0, x0:x1] == YELLOW).all()
+        assert (image[y1 - 1, x0:x1] == PURPLE).all()
+
+
+def test_colorbar_label_longer_than_a_tiny_grid_still_fits():
+    panels = [Panel("Baseline", np.random.default_rng(3).random((1, 4, 4)), STATS)]
+    image = comparison_figure(panels, title="t", grid_size=1, cell_px=16)
+    layout = figure_layout(panels, title="t", grid_size=1, cell_px=16)
+    grid_bottom = layout.grid_origins[0][1] + layout.grid_extent
+    assert (image[grid_bottom:] < 128).any()  # the label runs on below the 16 px grid ...
+    assert (image[-10:] == BACKGROUND).all()  # ... and ends inside the figure
+
+
+def test_too_many_maps_raise_naming_both_numbers():
+    with pytest.raises(ValueError, match=r"65 maps.*8x8.*64"):
+        comparison_figure([Panel("Baseline", np.zeros((65, 4, 4)), STATS)], title="t")
+
+
+def test_panel_requires_the_three_stats():
+    with pytest.raises(ValueError, match="sparsity"):
+        Panel("Baseline", np.zeros((1, 2, 2)), {"mean": 0.0, "std": 1.0})
+
+
+def test_header_text_is_drawn_and_only_the_header_changes_with_the_title():
+    panels = two_panels(k=4, side=4)
+    layout = figure_layout(panels, title="encoder_level_2 | noisy_t500 | Sample 0", grid_size=2)
+    a = comparison_figure(panels, title="encoder_level_2 | noisy_t500 | Sample 0", grid_size=2)
+    b = comparison_figure(panels, title="encoder_level_2 | noisy_t900 | Sample 3", grid_size=2)
+    header = slice(0, layout.label_y)
+    assert (a[header] < 128).any()  # dark glyphs on white
+    assert not np.array_equal(a[header], b[header])
+    np.testing.assert_array_equal(a[layout.label_y :], b[layout.label_y :])
+    # labels and stats lines sit between the header and the grid
+    assert (a[layout.label_y : layout.grid_origins[0][1]] < 128).any()
+
+
+def test_note_adds_a_line():
+    panels = two_panels(k=4, side=4)
+    plain = figure_layout(panels, title="t", grid_size=2)
+    noted = figure_layout(panels, title="t", grid_size=2, note="matched (mean r=0.62)")
+    assert noted.height > plain.height and noted.note_y is not None and plain.note_y is None
+
+
+def test_value_format_keeps_tiny_numbers_visible():
+    assert render._format_value(0.123456) == "0.123"
+    assert render._format_value(0.0) == "0.000"
+    assert render._format_value(1.2e-5) == "1.2e-05"
+    assert render._format_value(-0.004567) == "-0.00457"
+
+
+# --- input_figure ----------------------------------------------------------------------------------
+
+
+def test_input_figure_upscales_nearest_neighbour_below_the_caption():
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    image[..., 0] = 255  # pure red ...
+    image[1, 2] = (0, 0, 255)  # ... with one blue pixel
+    out = input_figure(image, caption="Clean Image (Sample 0)", scale=10)
+    ys, xs = np.nonzero((out == (255, 0, 0)).all(-1) | (out == (0, 0, 255)).all(-1))
+    assert (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) == (40, 40)
+    block = out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    np.testing.assert_array_equal(block, np.repeat(np.repeat(image, 10, axis=0), 10, axis=1))
+    assert (out[: ys.min()] < 128).any()  # the caption above it
+
+
+def test_input_figure_default_scale_targets_about_300_px():
+    out = input_figure(np.full((64, 64, 3), 7, dtype=np.uint8), caption="Noisy Image t=500 (Sample 0)")
+    assert (out == 7).all(-1).sum() == 320 * 320
+
+
+# --- PNG ----------------------------------------------------------------------------------------
+
+
+def test_png_round_trip_is_exact():
+    array = np.random.default_rng(1).integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    for level in (0, 1, 9):
+        decoded = np.asarray(Image.open(io.BytesIO(encode_png(array, compress_level=level))))
+        np.testing.assert_array_equal(decoded, array)
+
+
+def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    path = tmp_path / "fig.png"
+    path.write_bytes(b"old")
+    array = np.random.default_rng(2).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    write_png(path, array)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), array)
+    assert os.listdir(tmp_path) == ["fig.png"]
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_png(path, np.zeros((2, 2, 3), dtype=np.uint8))
+    assert os.listdir(tmp_path) == ["fig.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), array)  # the old file survives
+
+
+def test_encode_png_rejects_float_arrays():
+    with pytest.raises(ValueError, match="uint8"):
+        encode_png(np.zeros((2, 2, 3)))
