@@ -31,7 +31,7 @@ import torch
 from ddpm_lens.atomic import atomic_path
 from ddpm_lens.config import Config, ModelConfig, config_from_dict, load_config
 from ddpm_lens.diffusion import GaussianDiffusion
-from ddpm_lens.errors import UserError
+from ddpm_lens.errors import UserError, warn
 from ddpm_lens.unet import UNet, build_unet
 
 log = logging.getLogger("ddpm_lens")
@@ -166,7 +166,7 @@ def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
     for key in ("model", "state_dict"):
         if _is_state_dict(obj.get(key)):
             if use_ema:
-                log.warning("checkpoint %s has no EMA weights; using its raw weights ('%s')", path, key)
+                warn(f"checkpoint {path} has no EMA weights; using its raw weights ('{key}')")
             return Weights(strip_prefixes(obj[key]), "model", path, epoch, config)
     raise UserError(
         f"checkpoint {path} holds no usable weights ('model' and 'ema.shadow' are missing or empty)"

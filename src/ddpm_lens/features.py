@@ -13,7 +13,7 @@ and restores the model's train/eval mode.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
 from torch import nn
@@ -21,7 +21,14 @@ from torch import nn
 from ddpm_lens.errors import UserError
 from ddpm_lens.unet import UNet, layer_table
 
-SEED_LAYERS = ("in_conv", "encoder_level_0", "encoder_level_1", "encoder_level_2", "encoder_level_3", "bottleneck")
+SEED_LAYERS = (
+    "in_conv",
+    "encoder_level_0",
+    "encoder_level_1",
+    "encoder_level_2",
+    "encoder_level_3",
+    "bottleneck",
+)
 
 
 def layer_presets(model: UNet) -> dict[str, list[str]]:
@@ -56,7 +63,9 @@ class _StopForward(Exception):
 
 
 @contextmanager
-def hooked(model: UNet, layers: Sequence[str], *, stop_early: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+def hooked(
+    model: UNet, layers: Sequence[str], *, stop_early: bool = True
+) -> Iterator[dict[str, torch.Tensor]]:
     """Capture the outputs of ``layers`` (resolved names) into the yielded dict.
 
     With ``stop_early``, the hook of the deepest layer raises an internal exception that
@@ -91,10 +100,8 @@ def hooked(model: UNet, layers: Sequence[str], *, stop_early: bool = True) -> It
 
 def run_until(model: UNet, x: torch.Tensor, t: torch.Tensor) -> None:
     """Run the forward pass; an early stop raised by a hook ends it quietly."""
-    try:
+    with suppress(_StopForward):
         model(x, t)
-    except _StopForward:
-        pass
 
 
 @torch.inference_mode()

@@ -1,0 +1,47 @@
+"""Export a checkpoint's weights (EMA by default) as a .safetensors file.
+
+Example::
+
+    ddpm-lens export --ckpt chkpts/celeba/celeba_600.pt --config configs/celeba.json \\
+        --output celeba.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "export a checkpoint's weights to .safetensors"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="checkpoint file (ddpm-torch or ddpm-lens)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON config to check the weights against (optional for ddpm-lens checkpoints)",
+    )
+    p.add_argument("--output", required=True, help=".safetensors file to write")
+    p.add_argument("--no_ema", dest="use_ema", action="store_false", help="export the raw training weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ddpm_lens.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
+    from ddpm_lens.errors import UserError
+    from ddpm_lens.unet import build_unet
+
+    if not args.output.endswith(".safetensors"):
+        raise UserError(f"--output {args.output} must end in .safetensors")
+    weights = load_weights(args.ckpt, use_ema=args.use_ema)
+    cfg = resolve_config(args.config, weights) if (args.config or weights.config) else None
+    metadata = {}
+    if cfg is not None:
+        import torch
+
+        with torch.device("meta"):
+            check_fit(build_unet(cfg.model), weights.state_dict, ckpt=args.ckpt, config=cfg.source)
+        metadata["config"] = json.dumps(cfg.to_dict())
+    export_safetensors(weights, args.output, metadata=metadata)
+    print(f"wrote {weights.description} of {args.ckpt} to {args.output}")
+    return 0

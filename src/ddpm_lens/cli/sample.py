@@ -1,0 +1,95 @@
+"""Draw an image grid from a checkpoint with DDPM (all T steps) or DDIM.
+
+Examples::
+
+    ddpm-lens sample --ckpt chkpts/celeba/celeba_600.pt --config configs/celeba.json --num 16
+    ddpm-lens sample --ckpt chkpts/tiny/tiny_20260101_120000_1.pt --sampler ddim --steps 50 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "draw an image grid from a checkpoint (DDPM or DDIM)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ckpt", required=True, help="checkpoint file (ddpm-torch or ddpm-lens, .pt or .safetensors)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="JSON config of the model (optional for ddpm-lens checkpoints, which carry theirs)",
+    )
+    p.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
+    p.add_argument(
+        "--sampler",
+        choices=("ddpm", "ddim"),
+        default="ddim",
+        help="ddpm: ancestral sampling over all T steps; ddim: --steps steps (default: ddim)",
+    )
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument(
+        "--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default: 0)"
+    )
+    p.add_argument(
+        "--skip",
+        choices=("uniform", "quadratic"),
+        default="uniform",
+        help="DDIM timestep spacing (default: uniform)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images")
+    p.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument(
+        "--use_ema",
+        dest="use_ema",
+        action="store_true",
+        default=True,
+        help="use the EMA weights when the checkpoint has them (default)",
+    )
+    ema.add_argument("--no_ema", dest="use_ema", action="store_false", help="use the raw training weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ddpm_lens.atomic import atomic_path
+    from ddpm_lens.checkpoint import load_weights, model_from_weights, resolve_config
+    from ddpm_lens.data import to_uint8
+    from ddpm_lens.devices import pick_device
+    from ddpm_lens.diffusion import GaussianDiffusion
+    from ddpm_lens.errors import UserError
+    from ddpm_lens.grid import image_grid
+
+    if args.num < 1:
+        raise UserError(f"--num must be at least 1, got {args.num}")
+    device = pick_device(args.device)
+    weights = load_weights(args.ckpt, use_ema=args.use_ema)
+    cfg = resolve_config(args.config, weights)
+    if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:
+        raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {args.steps}")
+    model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
+    print(f"sampling {args.num} images with {weights.description} of {args.ckpt} (epoch {weights.epoch})")
+    res = cfg.dataset.resolution
+    generator = torch.Generator(device).manual_seed(args.seed)
+    x = diffusion.sample(
+        model,
+        (args.num, cfg.model.in_channels, res, res),
+        generator=generator,
+        sampler=args.sampler,
+        steps=args.steps,
+        eta=args.eta,
+        skip=args.skip,
+        device=device,
+        progress=True,
+    )
+    from PIL import Image
+
+    with atomic_path(args.output) as tmp:
+        Image.fromarray(image_grid(to_uint8(x.cpu()))).save(tmp, format="PNG")
+    print(f"wrote {args.output}")
+    return 0

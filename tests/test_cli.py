@@ -1,0 +1,122 @@
+"""The command line as a user meets it: exit codes, one-line errors, no tracebacks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_lens.checkpoint import save_checkpoint
+from ddpm_lens.cli import main
+from ddpm_lens.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs/tiny.json"
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "ddpm_lens", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path, tiny_model):
+    path = tmp_path / "tiny_20260101_000000_2.pt"
+    sd = tiny_model.state_dict()
+    save_checkpoint(
+        {
+            "model": sd,
+            "ema": {"decay": 0.99, "shadow": sd, "num_updates": 1},
+            "epoch": 2,
+            "config": load_config(TINY).to_dict(),
+        },
+        path,
+    )
+    return path
+
+
+def test_help_lists_commands_and_flags():
+    out = run_cli("--help")
+    assert out.returncode == 0 and "sample" in out.stdout and "export" in out.stdout
+    out = run_cli("sample", "--help")
+    assert out.returncode == 0 and "--ckpt" in out.stdout and "--no_ema" in out.stdout
+
+
+def test_sample_writes_a_seeded_grid(tmp_path, tiny_ckpt, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["sample", "--ckpt", str(tiny_ckpt), "--num", "4", "--steps", "3", "--output", str(a)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                str(tiny_ckpt),
+                "--config",
+                str(TINY),
+                "--num",
+                "4",
+                "--steps",
+                "3",
+                "--output",
+                str(b),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    img = np.asarray(Image.open(a))
+    assert img.shape == (2 + 2 * 34, 2 + 2 * 34, 3)  # 2x2 grid of 32px images with 2px gaps
+    assert np.array_equal(img, np.asarray(Image.open(b)))
+    assert "EMA weights" in capsys.readouterr().out
+
+
+def test_export_safetensors(tmp_path, tiny_ckpt):
+    out = tmp_path / "w.safetensors"
+    assert main(["export", "--ckpt", str(tiny_ckpt), "--output", str(out)]) == 0
+    from safetensors.torch import load_file
+
+    assert set(load_file(out)) == set(torch.load(tiny_ckpt, weights_only=True)["model"])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+@pytest.mark.parametrize("case", ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag"])
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
+    ckpt, extra = tiny_ckpt, []
+    if case == "missing":
+        ckpt = tmp_path / "nope.pt"
+    elif case == "random":
+        ckpt = tmp_path / "random.pt"
+        ckpt.write_bytes(os.urandom(1000))
+    elif case == "exploit":
+        ckpt = tmp_path / "evil.pt"
+        torch.save({"model": {}, "x": _Exploit()}, ckpt)
+    elif case == "mismatch":
+        extra = ["--config", ROOT / "configs/celeba.json"]
+    elif case == "bad-config":
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"model": {"hid_chanels": 32}}')
+        extra = ["--config", bad]
+    elif case == "bad-flag":
+        extra = ["--num", "many"]
+    out = run_cli("sample", "--ckpt", ckpt, "--output", tmp_path / "o.png", *extra, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "pwned.txt").exists()
