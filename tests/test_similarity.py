@@ -125,3 +125,23 @@ def test_match_channels_accepts_maps_and_handles_constant_channels():
     assert single["assignment"][[0, 1, 3]].tolist() == [3, 0, 1]
     with pytest.raises(ValueError, match="one-to-one"):
         match_channels(b, a)
+
+
+def test_correlation_accumulator_matches_one_shot_and_feeds_assignment():
+    from ddpm_lens.similarity import CorrelationAccumulator, assign_channels
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)) + 5.0
+    perm = rng.permutation(9)[:6]
+    Y = np.concatenate([X, rng.normal(size=(300, 3))], axis=1)[:, np.argsort(np.r_[perm, np.setdiff1d(range(9), perm)])]
+    Y = Y + 0.05 * rng.normal(size=Y.shape)
+    Y[:, 0] = 1.0 if 0 not in perm else Y[:, 0]
+    acc = CorrelationAccumulator(6, 9)
+    for chunk in np.array_split(np.arange(300), 7):
+        acc.update(X[chunk], Y[chunk])
+    expected = np.array([[np.corrcoef(X[:, i], Y[:, j])[0, 1] if Y[:, j].std() > 0 else 0.0 for j in range(9)]
+                         for i in range(6)])
+    np.testing.assert_allclose(acc.result(), expected, atol=1e-10)
+    result = assign_channels(acc.result())
+    np.testing.assert_array_equal(result["assignment"], perm)
+    assert result["mean_correlation"] > 0.99

@@ -149,26 +149,68 @@ def match_channels(a: np.ndarray, b: np.ndarray) -> dict:
     ``a`` holds A's shown channels and ``b`` all of B's channels over the same inputs, as
     (n, K) / (n, C) rows of examples, (K, H, W) / (C, H, W) for one image, or
     (N, K, H, W) / (N, C, H, W) for a batch; images and positions become the n examples.
-    The K x C Pearson correlation matrix over those examples is fed to
-    ``scipy.optimize.linear_sum_assignment`` to maximise the total (signed) correlation
-    of a one-to-one assignment. A constant channel correlates 0 with everything.
-
-    Returns ``{"assignment": (K,) int64 index into B's C channels for each of A's K
-    channels, "correlation": (K,) float64 the matched correlations, "mean_correlation":
-    float}``. Requires K <= C.
+    The K x C Pearson correlation matrix over those examples goes to :func:`assign_channels`.
+    Requires K <= C.
     """
     ra, rb = _rows(a, "a"), _rows(b, "b")
     if ra.shape[0] != rb.shape[0]:
         raise ValueError(f"a and b cover different examples: {ra.shape[0]} vs {rb.shape[0]} rows")
-    k, c = ra.shape[1], rb.shape[1]
+    return assign_channels(_standardise(ra).T @ _standardise(rb))  # (K, C)
+
+
+def assign_channels(corr: np.ndarray) -> dict:
+    """One-to-one assignment of K rows to C >= K columns maximising total (signed) correlation.
+
+    ``corr`` is (K, C) Pearson r (``scipy.optimize.linear_sum_assignment``). Returns
+    ``{"assignment": (K,) int64 column for each row, "correlation": (K,) float64 matched r,
+    "mean_correlation": float}``.
+    """
+    corr = np.asarray(corr, dtype=np.float64)
+    k, c = corr.shape
     if k > c:
         raise ValueError(f"cannot match {k} channels one-to-one into {c}")
-    corr = _standardise(ra).T @ _standardise(rb)  # (K, C)
     rows, cols = linear_sum_assignment(corr, maximize=True)
     assignment = np.empty(k, dtype=np.int64)
     assignment[rows] = cols
     matched = corr[np.arange(k), assignment]
     return {"assignment": assignment, "correlation": matched, "mean_correlation": float(matched.mean())}
+
+
+class CorrelationAccumulator:
+    """Streaming Pearson correlations between the p columns of X and the q columns of Y.
+
+    Feed paired row batches (n_b, p) / (n_b, q) with :meth:`update`; :meth:`result` is the
+    (p, q) matrix over all rows seen, equal to the one-shot value whatever the batching.
+    Columns are shifted by the first batch's means for numerical stability; a constant
+    column correlates 0 with everything.
+    """
+
+    def __init__(self, p: int, q: int):
+        self.n = 0
+        self._shift = None
+        self._xty, self._sx, self._sy = np.zeros((p, q)), np.zeros(p), np.zeros(q)
+        self._sxx, self._syy = np.zeros(p), np.zeros(q)
+
+    def update(self, X: np.ndarray, Y: np.ndarray) -> None:
+        X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+        if self._shift is None:
+            self._shift = (X.mean(axis=0), Y.mean(axis=0))
+        X, Y = X - self._shift[0], Y - self._shift[1]
+        self.n += X.shape[0]
+        self._xty += X.T @ Y
+        self._sx += X.sum(axis=0)
+        self._sy += Y.sum(axis=0)
+        self._sxx += np.einsum("ij,ij->j", X, X)
+        self._syy += np.einsum("ij,ij->j", Y, Y)
+
+    def result(self) -> np.ndarray:
+        n = self.n
+        cov = self._xty - np.outer(self._sx, self._sy) / n
+        vx = self._sxx - self._sx**2 / n
+        vy = self._syy - self._sy**2 / n
+        scale = np.outer(vx, vy)
+        tiny = 1e-12 * max(float(scale.max(initial=0.0)), 1e-300)
+        return np.divide(cov, np.sqrt(scale), out=np.zeros_like(cov), where=scale > tiny)
 
 
 def _rows(x: np.ndarray, name: str) -> np.ndarray:

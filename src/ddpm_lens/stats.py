@@ -25,10 +25,16 @@ def top_variance_channels(act: np.ndarray, k: int) -> np.ndarray:
     ``k`` larger than C returns all C channels. Returns (min(k, C),) int64.
     """
     act = _as_float(act, ndim=3, name="act")
+    return batch_top_variance_channels(act[None], k)[0]
+
+
+def batch_top_variance_channels(acts: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_variance_channels` for each image of ``acts`` (N, C, H, W): (N, min(k, C)) int64."""
+    acts = _as_float(acts, ndim=4, name="acts")
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    var = act.reshape(act.shape[0], -1).var(axis=1, dtype=np.float64)  # (C,)
-    return np.argsort(-var, kind="stable")[: min(k, act.shape[0])].astype(np.int64)
+    var = acts.reshape(acts.shape[0], acts.shape[1], -1).var(axis=2, dtype=np.float64)  # (N, C)
+    return np.argsort(-var, axis=1, kind="stable")[:, : min(k, acts.shape[1])].astype(np.int64)
 
 
 def layer_stats(act: np.ndarray, *, shown, threshold: float = SPARSITY_THRESHOLD) -> dict:

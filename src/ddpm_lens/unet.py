@@ -208,6 +208,19 @@ def layer_table(model: UNet) -> dict[str, str]:
     return table
 
 
+def layer_channels(model: UNet) -> dict[str, int]:
+    """Output channels of each named layer (same keys as :func:`layer_table`)."""
+    levels = len(model.ch_multipliers)
+    out = {"in_conv": model.hid_channels}
+    out.update({f"encoder_level_{i}": model.hid_channels * m for i, m in enumerate(model.ch_multipliers)})
+    out["bottleneck"] = model.hid_channels * model.ch_multipliers[-1]
+    out.update(
+        {f"decoder_level_{i}": model.hid_channels * model.ch_multipliers[i] for i in reversed(range(levels))}
+    )
+    out["output"] = model.out_channels
+    return out
+
+
 def iter_layers(model: UNet) -> Iterator[tuple[str, nn.Module]]:
     """(study name, module) pairs in forward order."""
     modules = dict(model.named_modules())
