@@ -33,3 +33,53 @@ def perturb(model: torch.nn.Module, *, scale: float = 0.05, seed: int = 0) -> to
 def tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return perturb(build_unet(TINY_MODEL)).eval()
+
+
+# --- training (tests/test_trainer.py, tests/test_distributed.py) -----------------------------
+@pytest.fixture(scope="session")
+def face_folder(tmp_path_factory):
+    """16 synthetic faces as 16x16 PNGs: a `folder` dataset with 4-step epochs at batch 4."""
+    from PIL import Image
+
+    from ddpm_lens.data import build_dataset, first_n, to_uint8
+
+    root = tmp_path_factory.mktemp("faces")
+    for i, face in enumerate(to_uint8(first_n(build_dataset("synthetic-faces", resolution=16), 16))):
+        Image.fromarray(face).save(root / f"{i:02d}.png")
+    return root
+
+
+# ---- checkpoints of two different tiny models, as a visualizer run would get them -------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def write_tiny_checkpoint(path, *, config: str = "configs/tiny.json", seed: int = 0, model_overrides=None):
+    """A ddpm-lens checkpoint of a perturbed tiny model (EMA == raw weights), carrying its config."""
+    from ddpm_lens.checkpoint import save_checkpoint
+    from ddpm_lens.config import load_config, with_overrides
+
+    cfg = load_config(ROOT / config)
+    if model_overrides:
+        cfg = with_overrides(cfg, {f"model.{k}": v for k, v in model_overrides.items()})
+    torch.manual_seed(seed)
+    sd = perturb(build_unet(cfg.model), seed=seed).state_dict()
+    save_checkpoint(
+        {
+            "model": sd,
+            "ema": {"decay": 0.99, "shadow": sd, "num_updates": 9},
+            "epoch": 3,
+            "config": cfg.to_dict(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    """(baseline, curriculum) checkpoint paths of two differently perturbed tiny models."""
+    d = tmp_path_factory.mktemp("pair")
+    return (
+        write_tiny_checkpoint(d / "tiny_20260101_000000_3.pt", seed=0),
+        write_tiny_checkpoint(d / "tiny_c_20260101_000000_3.pt", config="configs/tiny_c.json", seed=1),
+    )

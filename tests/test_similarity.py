@@ -133,9 +133,10 @@ def test_correlation_accumulator_matches_one_shot_and_feeds_assignment():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 6)) + 5.0
     perm = rng.permutation(9)[:6]
-    Y = np.concatenate([X, rng.normal(size=(300, 3))], axis=1)[:, np.argsort(np.r_[perm, np.setdiff1d(range(9), perm)])]
-    Y = Y + 0.05 * rng.normal(size=Y.shape)
-    Y[:, 0] = 1.0 if 0 not in perm else Y[:, 0]
+    order = np.argsort(np.r_[perm, np.setdiff1d(range(9), perm)])  # X's column i lands at perm[i]
+    Y = np.concatenate([X, rng.normal(size=(300, 3))], axis=1)[:, order] + 0.05 * rng.normal(size=(300, 9))
+    free = np.setdiff1d(range(9), perm)[0]
+    Y[:, free] = 1.0  # a constant channel: correlation 0, never NaN
     acc = CorrelationAccumulator(6, 9)
     for chunk in np.array_split(np.arange(300), 7):
         acc.update(X[chunk], Y[chunk])

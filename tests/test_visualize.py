@@ -1,0 +1,360 @@
+"""The visualizer against the study's specification, on tiny models (CPU)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_lens import render
+from ddpm_lens.cli import main
+from ddpm_lens.visualize import compare_features, noise_for
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_LAYERS = [
+    "in_conv",
+    "encoder_level_0",
+    "encoder_level_1",
+    "encoder_level_2",
+    "encoder_level_3",
+    "bottleneck",
+]
+CONDITIONS = ["clean_t0", "noisy_t100", "noisy_t500", "noisy_t900"]
+
+
+def seed_command(pair, out, *extra):
+    """The study's documented command, with tiny configs and the CPU."""
+    return [
+        "visualize",
+        "--baseline_ckpt",
+        str(pair[0]),
+        "--curriculum_ckpt",
+        str(pair[1]),
+        "--config_baseline",
+        str(ROOT / "configs/tiny.json"),
+        "--config_curriculum",
+        str(ROOT / "configs/tiny_c.json"),
+        "--num_samples",
+        "5",
+        "--timesteps",
+        "100",
+        "500",
+        "900",
+        "--num_channels",
+        "64",
+        "--output_dir",
+        str(out),
+        "--device",
+        "cuda:0",
+        "--no_report",
+        "--no_progress",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def seed_run(tiny_pair, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vis") / "feature_visualizations"
+    assert main(seed_command(tiny_pair, out)) == 0
+    return out
+
+
+def expected_tree():
+    files = []
+    for i in range(5):
+        files += [f"sample_{i}/input_clean.png"] + [
+            f"sample_{i}/input_noisy_t{t}.png" for t in (100, 500, 900)
+        ]
+        files += [
+            f"sample_{i}/{c}/{layer}_baseline_vs_curriculum.png" for c in CONDITIONS for layer in SEED_LAYERS
+        ]
+    return sorted(files)
+
+
+def test_exact_tree_of_140_pngs(seed_run):
+    pngs = sorted(str(p.relative_to(seed_run)) for p in seed_run.rglob("*.png"))
+    assert pngs == expected_tree() and len(pngs) == 140
+    top = sorted(p.name for p in seed_run.iterdir() if p.is_file())
+    assert top == ["README.md", "cka.csv", "cka.json", "manifest.json", "stats.csv", "stats.json"]
+    sizes = set()
+    for rel in pngs:
+        with Image.open(seed_run / rel) as im:
+            assert im.format == "PNG" and im.mode == "RGB"
+            sizes.add((rel.endswith("_baseline_vs_curriculum.png"), im.size))
+    assert len({s for fig, s in sizes if fig}) == 1  # every comparison figure has the same size
+    assert not list(seed_run.rglob("*.tmp"))
+
+
+def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
+    rows = list(csv.DictReader((seed_run / "stats.csv").read_text().splitlines()))
+    assert len(rows) == 5 * 4 * 6 * 2
+    cmp = compare_features(
+        baseline_ckpt=str(tiny_pair[0]),
+        curriculum_ckpt=str(tiny_pair[1]),
+        config_baseline=str(ROOT / "configs/tiny.json"),
+        config_curriculum=str(ROOT / "configs/tiny_c.json"),
+        num_samples=5,
+    )
+    by_key = {(int(r["sample"]), r["condition"], r["layer"], r["model"]): r for r in rows}
+    s, layer, sample = CONDITIONS.index("noisy_t500"), "encoder_level_2", 3
+    panels = []
+    for key, label in (("baseline", "Baseline"), ("curriculum", "Curriculum")):
+        row = by_key[(sample, "noisy_t500", layer, key)]
+        shown = [int(c) for c in row["shown_channels"].split()]
+        act = cmp.activations[key][layer][sample, s]
+        assert shown == cmp.shown[key][layer][sample, s].tolist()
+        assert float(row["mean"]) == pytest.approx(float(act.astype(np.float64).mean()), rel=1e-9)
+        assert float(row["sparsity"]) == pytest.approx(float((np.abs(act) < 1e-3).mean()))
+        stats = {k: float(row[k]) for k in ("mean", "std", "sparsity")}
+        panels.append(render.Panel(label, act[shown], stats))
+    redrawn = render.comparison_figure(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    on_disk = np.asarray(
+        Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png")
+    )
+    assert np.array_equal(redrawn, on_disk)
+
+
+def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
+    import ddpm_lens.visualize as vis
+
+    seen = []
+    original = vis.forward_layers
+
+    def spy(model, x, t, layers, **kw):
+        seen.append((x.clone(), t.clone()))
+        return original(model, x, t, layers, **kw)
+
+    monkeypatch.setattr(vis, "forward_layers", spy)
+    cmp = compare_features(
+        baseline_ckpt=str(tiny_pair[0]),
+        curriculum_ckpt=str(tiny_pair[1]),
+        num_samples=2,
+        timesteps=(500,),
+        layers=["in_conv"],
+    )
+    assert len(seen) == 2 and torch.equal(seen[0][0], seen[1][0]) and torch.equal(seen[0][1], seen[1][1])
+    assert seen[0][1].tolist() == [0, 500, 0, 500]
+    x0 = cmp.images[1]
+    ab = torch.tensor(0.07779665837)  # alphas_bar[500]
+    expected = ab.sqrt() * x0 + (1 - ab).sqrt() * noise_for(0, 1, 500, tuple(x0.shape))
+    torch.testing.assert_close(cmp.inputs[1, 1], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cmp.inputs[1, 0], x0)  # clean_t0 is the clean image
+
+
+def small_command(pair, out, *extra):
+    return [*seed_command(pair, out, *extra), "--num_samples", "2", "--layers", "in_conv", "bottleneck"]
+
+
+def test_seed_reproduces_stats_byte_for_byte(tiny_pair, tmp_path):
+    runs = {}
+    for name, extra in (("a", ()), ("b", ()), ("other", ("--seed", "1"))):
+        assert main(small_command(tiny_pair, tmp_path / name, *extra)) == 0
+        runs[name] = (tmp_path / name / "stats.csv").read_bytes()
+    assert runs["a"] == runs["b"] and runs["a"] != runs["other"]
+
+
+def test_noise_of_a_sample_does_not_depend_on_how_many_samples(tiny_pair):
+    kw = dict(
+        baseline_ckpt=str(tiny_pair[0]),
+        curriculum_ckpt=str(tiny_pair[1]),
+        layers=["in_conv"],
+        timesteps=(900,),
+    )
+    a = compare_features(num_samples=2, **kw)
+    b = compare_features(num_samples=3, batch_size=2, **kw)
+    assert torch.equal(a.inputs, b.inputs[:2])
+
+
+def test_run_files(seed_run):
+    manifest = json.loads((seed_run / "manifest.json").read_text())
+    assert manifest["command"].startswith("ddpm-lens visualize --baseline_ckpt")
+    assert [m["label"] for m in manifest["models"]] == ["Baseline", "Curriculum"]
+    assert all(len(m["sha256"]) == 64 and m["epoch"] == 3 for m in manifest["models"])
+    assert manifest["device"] == "cpu" and manifest["seed"] == 0 and manifest["timesteps"] == [100, 500, 900]
+    stats = json.loads((seed_run / "stats.json").read_text())
+    assert stats["conditions"][0] == {"name": "clean_t0", "t": 0} and stats["layers"] == SEED_LAYERS
+    row = stats["rows"][0]
+    assert {"shown_mean", "shown_sparsity", "edge_energy", "autocorr", "shown_channels", "figure"} <= set(row)
+    cka = list(csv.DictReader((seed_run / "cka.csv").read_text().splitlines()))
+    assert len(cka) == 24 and all(-1 <= float(r["cka_biased"]) <= 1 for r in cka)
+    assert int(cka[0]["n_samples"]) == 5 and int(cka[0]["n_examples"]) == 5 * 32 * 32
+    readme = (seed_run / "README.md").read_text()
+    assert "**Total**: 140 visualization files" in readme and "all channels of the layer" in readme
+    assert "| `bottleneck` | (64, 4, 4) | (64, 4, 4) |" in readme
+
+
+def test_rerun_replaces_and_removes_nothing_else(tiny_pair, tmp_path):
+    assert main(small_command(tiny_pair, tmp_path)) == 0
+    keep = tmp_path / "sample_0" / "clean_t0" / "my_notes.txt"
+    keep.write_text("mine")
+    figure = tmp_path / "sample_0/clean_t0/bottleneck_baseline_vs_curriculum.png"
+    figure.write_bytes(b"stale")
+    assert main(small_command(tiny_pair, tmp_path)) == 0
+    assert keep.read_text() == "mine"
+    assert Image.open(figure).format == "PNG"
+
+
+def test_options_change_what_is_drawn(tiny_pair, tmp_path):
+    out = tmp_path / "o"
+    args = seed_command(
+        tiny_pair,
+        out,
+        "--no_clean",
+        "--layers",
+        "bottleneck",
+        "decoder_level_0",
+        "--num_samples",
+        "2",
+        "--grid_size",
+        "4",
+        "--num_channels",
+        "10",
+        "--norm",
+        "shared",
+        "--match_channels",
+        "--stats_samples",
+        "4",
+    )
+    assert main(args) == 0
+    pngs = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert (
+        "sample_0/input_clean.png" in pngs
+        and "sample_0/noisy_t100/decoder_level_0_baseline_vs_curriculum.png" in pngs
+    )
+    assert not (out / "sample_0/clean_t0").exists() and not (out / "sample_2").exists()
+    rows = json.loads((out / "stats.json").read_text())["rows"]
+    assert {r["sample"] for r in rows} == {0, 1, 2, 3}  # statistics over 4, figures for 2
+    matched = [r for r in rows if r["model"] == "curriculum" and r["sample"] < 2]
+    assert all(len(r["matched_channels"]) == 10 and len(set(r["matched_channels"])) == 10 for r in matched)
+    assert all(-1 <= r["matched_corr"] <= 1 for r in matched)
+    assert all(r["figure"] is None for r in rows if r["sample"] >= 2)
+
+
+def test_user_images(tiny_pair, tmp_path):
+    for i, size in enumerate([(50, 40), (64, 64)]):
+        Image.new("RGBA" if i else "L", size, 128).save(tmp_path / f"img{i}.png")
+    out = tmp_path / "o"
+    args = seed_command(tiny_pair, out, "--images", str(tmp_path / "img0.png"), str(tmp_path / "img1.png"))
+    args[args.index("--num_samples") : args.index("--num_samples") + 2] = []
+    assert main(args) == 0
+    assert (out / "sample_1/noisy_t900/bottleneck_baseline_vs_curriculum.png").exists()
+    assert not (out / "sample_2").exists()
+
+
+def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
+    from conftest import write_tiny_checkpoint
+
+    wide = write_tiny_checkpoint(tmp_path / "wide_1.pt", seed=2, model_overrides={"hid_channels": 64})
+    out = tmp_path / "o"
+    assert (
+        main(
+            [
+                "visualize",
+                "--baseline_ckpt",
+                str(tiny_pair[0]),
+                "--curriculum_ckpt",
+                str(wide),
+                "--num_samples",
+                "1",
+                "--timesteps",
+                "500",
+                "--output_dir",
+                str(out),
+                "--no_report",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    readme = (out / "README.md").read_text()
+    assert "| `in_conv` | (32, 32, 32) | (64, 32, 32) |" in readme and "shapes differ" in readme
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-ckpt", "not found"),
+        ("missing-config", "config .* not found"),
+        ("mismatch", "does not fit config"),
+        ("timestep", r"timestep 1000 is outside \[0, 1000\)"),
+        ("grid", "does not fit a 8x8 grid"),
+        ("too-many-samples", "asked for 2000 samples"),
+        ("layer", "unknown layer 'encoder_level_7'"),
+        ("output-is-file", "is a file"),
+        ("not-an-image", "not a readable image"),
+        ("no-conditions", "nothing to compare"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = seed_command(tiny_pair, out)
+    swap = {
+        "missing-ckpt": ("--baseline_ckpt", str(tmp_path / "nope.pt")),
+        "missing-config": ("--config_curriculum", str(tmp_path / "nope.json")),
+        "mismatch": ("--config_baseline", str(ROOT / "configs/celeba.json")),
+        "timestep": ("--timesteps", "1000"),
+        "grid": ("--num_channels", "65"),
+        "too-many-samples": ("--num_samples", "2000"),
+    }
+    if case in swap:
+        flag, value = swap[case]
+        args[args.index(flag) + 1] = value
+    elif case == "output-is-file":
+        out.write_text("a file")
+        args += ["--num_samples", "1"]
+    elif case == "not-an-image":
+        (tmp_path / "x.png").write_text("not an image")
+        args += ["--images", str(tmp_path / "x.png")]
+    elif case == "no-conditions":
+        args += ["--no_clean", "--no_noisy"]
+    elif case == "layer":
+        args += ["--layers", "encoder_level_7"]
+    if case == "too-many-samples":
+        args += ["--dataset", "folder", "--data_dir", str(ROOT / "docs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and __import__("re").search(message, errors[0]), err
+    assert not list(out.rglob("*.png")) if out.is_dir() else True
+
+
+def test_more_channels_than_a_layer_has_is_clipped_with_a_warning(tiny_pair, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(small_command(tiny_pair, out, "--num_channels", "40")) == 0  # in_conv 32, bottleneck 64
+    assert "in_conv (32) have fewer than 40 channels" in capsys.readouterr().err
+    rows = json.loads((out / "stats.json").read_text())["rows"]
+    assert {len(r["shown_channels"]) for r in rows if r["layer"] == "in_conv"} == {32}
+    assert {len(r["shown_channels"]) for r in rows if r["layer"] == "bottleneck"} == {40}
+
+
+def test_cuda_request_falls_back_to_cpu_with_a_warning(tiny_pair, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(small_command(tiny_pair, tmp_path / "o")) == 0  # the command asks for cuda:0
+    assert "warning: CUDA is not available; using the CPU instead of cuda:0" in capsys.readouterr().err
+
+
+def test_script_wrapper_runs_the_study_command(tiny_pair, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    args = small_command(tiny_pair, out)[1:]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "visualize_features.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "sample_1/noisy_t900/bottleneck_baseline_vs_curriculum.png").exists()
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "visualize_features.py"), *args, "--timesteps", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("error:") == 1
