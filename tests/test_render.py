@@ -290,6 +290,10 @@ def test_png_round_trip_is_exact():
     for level in (0, 1, 9):
         decoded = np.asarray(Image.open(io.BytesIO(encode_png(array, compress_level=level))))
         np.testing.assert_array_equal(decoded, array)
+    for other in (array[:, :, 0], np.dstack([array, array[:, :, :1]])):  # grey and RGBA
+        with Image.open(io.BytesIO(encode_png(other))) as im:
+            im.load()
+            np.testing.assert_array_equal(np.asarray(im), other)
 
 
 def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkeypatch):
@@ -303,7 +307,7 @@ def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkey
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(render.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_png(path, np.zeros((2, 2, 3), dtype=np.uint8))
     assert os.listdir(tmp_path) == ["fig.png"]

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ddpm_lens import render
-from ddpm_lens.atomic import write_bytes, write_text
+from ddpm_lens.atomic import write_text
 from ddpm_lens.data import to_uint8
 from ddpm_lens.errors import UserError
 from ddpm_lens.visualize import MODEL_KEYS, Chunk, PairAccumulators, Plan, iter_chunks, match_chunk
@@ -59,7 +59,7 @@ class FigureWriter:
         tic = time.perf_counter()
         array = make()
         mid = time.perf_counter()
-        write_bytes(self.out / rel, render.encode_png(array), fsync=False)  # redrawable
+        render.write_png(self.out / rel, array)
         toc = time.perf_counter()
         with self.lock:
             self.plan.timings.render += mid - tic

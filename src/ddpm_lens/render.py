@@ -21,16 +21,17 @@ Layout of :func:`comparison_figure` (``norm="channel"``, the seed study's look):
 from __future__ import annotations
 
 import functools
-import io
 import math
 import os
-import uuid
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ddpm_lens.atomic import write_bytes
 
 NORM_MODES = ("channel", "model", "shared")
 PANEL_STATS = ("mean", "std", "sparsity")
@@ -529,30 +530,34 @@ def input_figure(image: np.ndarray, *, caption: str, scale: int | None = None) -
 def encode_png(array: np.ndarray, *, compress_level: int = 1) -> bytes:
     """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array.
 
-    PNG is lossless, so ``compress_level`` (0–9) only trades file size for encoding time;
-    1 is several times faster than the default 6 and a little larger.
+    A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
+    PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
+    compresses worse; unfiltered rows through zlib level 1 are about twice as fast and
+    smaller here, and ``zlib.compress`` releases the GIL, so a thread pool encodes in
+    parallel. PNG is lossless, so ``compress_level`` (0–9) only trades size for time.
     """
     array = np.asarray(array)
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError(f"need (H, W) or (H, W, 3|4) uint8, got shape {array.shape} dtype {array.dtype}")
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    h, w = array.shape[:2]
+    colour_type = {2: 0, 3: 2, 4: 6}[array.ndim if array.ndim == 2 else array.shape[2]]
+    raw = np.zeros((h, 1 + array[0].size), dtype=np.uint8)  # a leading 0 per row: filter "None"
+    raw[:, 1:] = array.reshape(h, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level))
+        + chunk(b"IEND", b"")
+    )
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 1) -> None:
-    """Write ``array`` as a PNG at ``path`` atomically (temp file in the same folder, then
-    ``os.replace``); an existing file is replaced, a failed write leaves nothing behind.
-
-    The folder must exist. PNG is lossless: ``compress_level`` only trades size for time.
+    """Write ``array`` as a PNG at ``path`` atomically: a crash leaves the old file or the new
+    one, never half of one. The folder must exist. Not fsynced: a figure can be redrawn.
     """
-    path = Path(path)
-    data = encode_png(array, compress_level=compress_level)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, encode_png(array, compress_level=compress_level), fsync=False)

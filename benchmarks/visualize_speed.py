@@ -1,0 +1,292 @@
+"""Benchmark: the study's default visualization job on two full-size CelebA-64 checkpoints.
+
+Runs, in one invocation and each in its own process (so peak RSS is that job's alone):
+
+- ``ours``: ``ddpm-lens visualize`` with the seed command (5 samples x 4 conditions x 6 layers);
+- ``reference``: a straightforward re-creation of the study's tool: whole trainer
+  checkpoints loaded, a full forward per input, each figure drawn with pyplot
+  (``plt.subplots(1, 2, figsize=(20, 10))``, one ``imshow`` + colorbar per panel,
+  ``savefig(dpi=150, bbox_inches='tight')``);
+- ``ours`` again with 50 samples, to show the cost grows linearly with the figures.
+
+The checkpoints are ddpm-torch trainer files (model, Adam moments, EMA; ~546 MB each) of
+randomly initialised weights: timing does not depend on what the weights learned.
+
+    python benchmarks/visualize_speed.py            # ~4 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+LAYERS = ["in_conv", "encoder_level_0", "encoder_level_1", "encoder_level_2", "encoder_level_3", "bottleneck"]
+TIMESTEPS = [100, 500, 900]
+
+
+def make_trainer_checkpoint(path: Path, seed: int) -> None:
+    import torch
+
+    from ddpm_lens.config import load_config
+    from ddpm_lens.unet import build_unet
+
+    torch.manual_seed(seed)
+    model = build_unet(load_config(ROOT / "configs/celeba.json").model)
+    sd = model.state_dict()
+    params = list(sd.values())
+    optimizer = {
+        "state": {
+            i: {
+                "step": torch.tensor(100.0),
+                "exp_avg": torch.randn_like(p) * 1e-3,
+                "exp_avg_sq": torch.rand_like(p) * 1e-6,
+            }
+            for i, p in enumerate(params)
+        },
+        "param_groups": [{"lr": 2e-5, "params": list(range(len(params)))}],
+    }
+    ema = {k: v + 1e-3 * torch.randn_like(v) for k, v in sd.items()}
+    torch.save(
+        {
+            "model": sd,
+            "optimizer": optimizer,
+            "scheduler": {"last_epoch": 100},
+            "ema": {"decay": 0.9999, "shadow": ema, "num_updates": 99},
+            "epoch": 16,
+            "loss": 0.03,
+        },
+        path,
+    )
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(ckpts, out: Path, num_samples: int) -> dict:
+    from ddpm_lens.cli import main
+
+    tic = time.perf_counter()
+    argv = [
+        "visualize",
+        "--baseline_ckpt",
+        str(ckpts[0]),
+        "--curriculum_ckpt",
+        str(ckpts[1]),
+        "--config_baseline",
+        str(ROOT / "configs/celeba.json"),
+        "--config_curriculum",
+        str(ROOT / "configs/celeba64_c.json"),
+        "--num_samples",
+        str(num_samples),
+        "--timesteps",
+        *map(str, TIMESTEPS),
+        "--num_channels",
+        "64",
+        "--output_dir",
+        str(out),
+        "--dataset",
+        "synthetic-faces",
+        "--device",
+        "cpu",
+        "--no_report",
+        "--no_progress",
+    ]
+    assert main(argv) == 0
+    wall = time.perf_counter() - tic
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "split_s": manifest["timings_s"],
+        "figures": len(list(out.rglob("*.png"))),
+    }
+
+
+def run_reference(ckpts, out: Path, num_samples: int) -> dict:
+    """The study's way: whole checkpoints, a full forward per input, pyplot per figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from ddpm_lens.config import load_config
+    from ddpm_lens.data import build_dataset, to_uint8
+    from ddpm_lens.diffusion import GaussianDiffusion
+    from ddpm_lens.unet import build_unet, layer_table
+
+    split = {}
+    tic = time.perf_counter()
+    cfg = load_config(ROOT / "configs/celeba.json")
+    models = []
+    for path in ckpts:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # the whole trainer file
+        model = build_unet(cfg.model)
+        model.load_state_dict(ckpt["ema"]["shadow"])
+        models.append(model.eval())
+    data = build_dataset("synthetic-faces", split="test", resolution=64)
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
+    split["load"] = time.perf_counter() - tic
+
+    render = write = forward = 0.0
+    for i in range(num_samples):
+        x0 = data[i][None]
+        conds = [("clean_t0", 0, x0)]
+        for t in TIMESTEPS:
+            g = torch.Generator().manual_seed(1000 * i + t)
+            conds.append((f"noisy_t{t}", t, diffusion.q_sample(x0, torch.tensor([t]), generator=g)))
+        sample_dir = out / f"sample_{i}"
+        for name, t, x in conds:
+            tic = time.perf_counter()
+            fig, ax = plt.subplots(figsize=(5, 5))
+            ax.imshow(to_uint8(x)[0])
+            ax.set_title(f"{name} (Sample {i})")
+            ax.axis("off")
+            (sample_dir / name).mkdir(parents=True, exist_ok=True)
+            fig.savefig(
+                sample_dir / f"input_{'clean' if t == 0 else f'noisy_t{t}'}.png", dpi=100, bbox_inches="tight"
+            )
+            plt.close(fig)
+            render += time.perf_counter() - tic
+            tic = time.perf_counter()
+            feats = []
+            for model in models:
+                captured = {}
+                modules = dict(model.named_modules())
+                handles = [
+                    modules[p].register_forward_hook(lambda _m, _i, o, n=n, c=captured: c.__setitem__(n, o))
+                    for n, p in layer_table(model).items()
+                    if n in LAYERS
+                ]
+                with torch.no_grad():
+                    model(x, torch.tensor([t]))  # full forward, decoder included
+                for h in handles:
+                    h.remove()
+                feats.append({n: v[0].numpy() for n, v in captured.items()})
+            forward += time.perf_counter() - tic
+            for layer in LAYERS:
+                tic = time.perf_counter()
+                fig, axes = plt.subplots(1, 2, figsize=(20, 10))
+                for ax, label, act in zip(axes, ("Baseline", "Curriculum"), (f[layer] for f in feats)):
+                    top = np.argsort(-act.reshape(len(act), -1).var(axis=1))[:64]
+                    c, h, w = act.shape
+                    grid = np.zeros((8 * h, 8 * w))
+                    for k, ch in enumerate(top):
+                        m = act[ch]
+                        lo, hi = np.percentile(m, [2, 98])
+                        r, col = divmod(k, 8)
+                        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = np.clip(
+                            (m - lo) / (hi - lo + 1e-8), 0, 1
+                        )
+                    im = ax.imshow(grid, cmap="viridis", interpolation="nearest")
+                    fig.colorbar(im, ax=ax, fraction=0.046)
+                    sparsity = 100 * float((np.abs(act) < 1e-3).mean())
+                    ax.set_title(f"{label}\nμ={act.mean():.3f} σ={act.std():.3f}\nsparsity={sparsity:.1f}%")
+                    ax.axis("off")
+                fig.suptitle(f"{layer} | {name} | Sample {i}")
+                mid = time.perf_counter()
+                fig.savefig(
+                    sample_dir / name / f"{layer}_baseline_vs_curriculum.png", dpi=150, bbox_inches="tight"
+                )
+                plt.close(fig)
+                render += mid - tic
+                write += time.perf_counter() - mid
+    split.update(forward=forward, render=render, write=write)
+    return {
+        "peak_rss_mb": peak_rss_mb(),
+        "split_s": {k: round(v, 3) for k, v in split.items()},
+        "figures": len(list(out.rglob("*.png"))),
+    }
+
+
+def child(kind: str, ckpts, out: str, num_samples: int) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--ckpts",
+        *map(str, ckpts),
+        "--out",
+        out,
+        "--num_samples",
+        str(num_samples),
+    ]
+    tic = time.perf_counter()
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    )
+    wall = time.perf_counter() - tic
+    if proc.returncode:
+        sys.exit(f"{kind} failed:\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = wall  # includes Python + torch start-up, as a user experiences it
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", choices=("ours", "reference"))
+    p.add_argument("--ckpts", nargs=2)
+    p.add_argument("--out")
+    p.add_argument("--num_samples", type=int, default=5)
+    p.add_argument("--large", type=int, default=50, help="samples for the linearity run (default: 50)")
+    args = p.parse_args()
+    if args.child:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 2)
+        fn = run_ours if args.child == "ours" else run_reference
+        print(json.dumps(fn([Path(c) for c in args.ckpts], Path(args.out), args.num_samples)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpts = [tmp / "celeba_20251219_113720_16.pt", tmp / "celeba64_c_20251219_132723_16.pt"]
+        for seed, path in enumerate(ckpts):
+            make_trainer_checkpoint(path, seed)
+        size = ckpts[0].stat().st_size / 2**20
+        print(
+            f"machine: {os.cpu_count()} CPU cores, torch threads = cores; checkpoints: 2 x {size:.0f} MiB "
+            "ddpm-torch trainer files (hid 128, 35.7M parameters, random init)"
+        )
+        ours = child("ours", ckpts, str(tmp / "ours"), 5)
+        ref = child("reference", ckpts, str(tmp / "reference"), 5)
+        large = child("ours", ckpts, str(tmp / "ours_large"), args.large)
+
+    def line(name, r):
+        split = ", ".join(f"{k} {v:.2f}" for k, v in r["split_s"].items())
+        return (
+            f"{name:<22} {r['process_wall_s']:7.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MiB  "
+            f"{r['figures']:5d} PNGs  split (s): {split}"
+        )
+
+    print(line("reference (seed way)", ref))
+    print(line("ddpm-lens, 5 samples", ours))
+    print(line(f"ddpm-lens, {args.large} samples", large))
+    print(
+        "speed-up, end to end (process wall, start-up included): "
+        f"{ref['process_wall_s'] / ours['process_wall_s']:.1f}x"
+    )
+    per5 = ours["process_wall_s"] / ours["figures"]
+    per_large = large["process_wall_s"] / large["figures"]
+    print(
+        f"cost per PNG: {1000 * per5:.1f} ms at 5 samples, {1000 * per_large:.1f} ms at {args.large} samples "
+        f"(ratio {per_large / per5:.2f}; 1.0 = linear, below 1 = fixed start-up cost amortised)"
+    )
+
+
+if __name__ == "__main__":
+    main()
