@@ -163,8 +163,15 @@ def test_safetensors_export_round_trip(tmp_path, tiny_model):
     )
     export_safetensors(load_weights(tmp_path / "a.pt"), tmp_path / "a.safetensors")
     w = load_weights(tmp_path / "a.safetensors")
-    assert w.which == "state_dict"
+    assert w.which == "ema" and w.config is None
     assert all(torch.equal(w.state_dict[k], v) for k, v in tiny_model.state_dict().items())
+    from ddpm_lens.config import load_config
+
+    cfg = load_config(ROOT / "configs/tiny.json")
+    export_safetensors(load_weights(tmp_path / "a.pt"), tmp_path / "c.safetensors", config=cfg.to_dict())
+    model, _, loaded = load_model(None, tmp_path / "c.safetensors")  # self-describing: no config file
+    assert loaded.model == cfg.model
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in tiny_model.state_dict().items())
     (tmp_path / "b.safetensors").write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_weights(tmp_path / "b.safetensors")

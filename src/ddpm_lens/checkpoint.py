@@ -16,6 +16,7 @@ trainer file touches only those weights' pages::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -64,13 +65,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: pass the path of a .pt or .safetensors file")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+        raise UserError(f"checkpoint {path} is a safetensors file: read it with load_weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
@@ -145,8 +140,32 @@ def checkpoint_name(name: str, epoch: int, when: datetime | None = None) -> str:
     return f"{name}_{(when or datetime.now()).strftime('%Y%m%d_%H%M%S')}_{epoch}.pt"
 
 
+def _read_safetensors(path: Path) -> Weights:
+    """A .safetensors file: its tensors, and what ``export_safetensors`` put in its metadata."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        config = json.loads(meta["config"]) if "config" in meta else None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    which = meta.get("weights", "state_dict")
+    epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else parse_epoch(path)
+    return Weights(
+        strip_prefixes(tensors),
+        which if which in ("ema", "model") else "state_dict",
+        str(path),
+        epoch,
+        config,
+    )
+
+
 def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
-    """Pick the weights to use out of any accepted checkpoint file."""
+    """Pick the weights to use out of any accepted checkpoint file (.pt or .safetensors)."""
+    if Path(path).suffix == ".safetensors" and Path(path).is_file():
+        return _read_safetensors(Path(path))
     obj = read_checkpoint(path)
     path = str(path)
     epoch = parse_epoch(path)
@@ -277,14 +296,20 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
-def export_safetensors(
-    weights: Weights, path: str | os.PathLike, *, metadata: dict[str, str] | None = None
-) -> None:
-    """Write the chosen weights as a .safetensors file (atomically)."""
+def export_safetensors(weights: Weights, path: str | os.PathLike, *, config: dict | None = None) -> None:
+    """Write the chosen weights as a self-describing .safetensors file (atomically).
+
+    The metadata records the source, which weights (``ema``/``model``), the epoch and the
+    run config (``config`` or the one the checkpoint carried), so ``load_model(None, path)``
+    works and no pickle is involved at all.
+    """
     from safetensors.torch import save_file
 
+    meta = {"source": weights.path, "weights": weights.which, "format": "ddpm-lens"}
+    if weights.epoch is not None:
+        meta["epoch"] = str(weights.epoch)
+    if config or weights.config:
+        meta["config"] = json.dumps(config or weights.config)
     tensors = {k: v.contiguous() for k, v in weights.state_dict.items()}
     with atomic_path(path) as tmp:
-        save_file(
-            tensors, str(tmp), metadata={"source": weights.path, "weights": weights.which, **(metadata or {})}
-        )
+        save_file(tensors, str(tmp), metadata=meta)

@@ -25,8 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from ddpm_lens.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
     from ddpm_lens.errors import UserError
     from ddpm_lens.unet import build_unet
@@ -35,13 +33,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--output {args.output} must end in .safetensors")
     weights = load_weights(args.ckpt, use_ema=args.use_ema)
     cfg = resolve_config(args.config, weights) if (args.config or weights.config) else None
-    metadata = {}
     if cfg is not None:
         import torch
 
         with torch.device("meta"):
             check_fit(build_unet(cfg.model), weights.state_dict, ckpt=args.ckpt, config=cfg.source)
-        metadata["config"] = json.dumps(cfg.to_dict())
-    export_safetensors(weights, args.output, metadata=metadata)
+    export_safetensors(weights, args.output, config=cfg.to_dict() if cfg is not None else None)
     print(f"wrote {weights.description} of {args.ckpt} to {args.output}")
     return 0
