@@ -21,7 +21,7 @@ import logging
 import os
 import pickle
 import re
-import zipfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -60,53 +60,51 @@ class Weights:
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a checkpoint file safely (weights only, memory-mapped where possible)."""
+    """Load a ``.pt`` checkpoint safely: weights only, memory-mapped where the format allows."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: pass the path of a .pt or .safetensors file")
     if path.suffix == ".safetensors":
         raise UserError(f"checkpoint {path} is a safetensors file: read it with load_weights")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "Weights only load failed" in msg:
-            raise UserError(
-                f"checkpoint {path} was refused: it holds pickled Python objects beyond tensors and plain "
-                "containers, which could run code when loaded; re-save its state dict from a trusted source"
-            ) from None
-        raise UserError(
-            f"checkpoint {path} is not a PyTorch checkpoint (unpickling failed: "
-            f"{msg.splitlines()[0][:80]}); pass a file written by torch.save"
-        ) from None
+        return _torch_load(path, mmap=True)
     except RuntimeError as exc:
-        if "mmap" in str(exc) or "zip" in str(exc).lower():
-            return _read_legacy(path)
-        raise UserError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:120]})") from None
-    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UserError(
-            f"checkpoint {path} is truncated or not a checkpoint ({type(exc).__name__}); "
-            "re-copy or re-save the file"
-        ) from None
+        if "mmap" not in str(exc) and "zip" not in str(exc).lower():  # else: pre-1.6 format, cannot map
+            raise _unreadable(path, exc) from None
+    return _torch_load(path, mmap=False)
 
 
-def _read_legacy(path: Path) -> Any:
-    """Files without the zip container (pre-1.6 format) cannot be memory-mapped."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            raise UserError(
-                f"checkpoint {path} was refused: it holds pickled Python objects that could "
-                "run code when loaded; re-save its state dict from a trusted source"
-            ) from None
-        raise UserError(
-            f"checkpoint {path} is truncated or not a PyTorch checkpoint; pass a file written by torch.save"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError):
-        raise UserError(
-            f"checkpoint {path} is truncated or not a PyTorch checkpoint; re-copy or re-save the file"
-        ) from None
+def _torch_load(path: Path, *, mmap: bool) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols of random bytes
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as exc:
+            if "GLOBAL" in str(exc) or "global" in str(exc):  # a callable to import: code, not data
+                raise UserError(
+                    f"checkpoint {path} was refused: it holds pickled Python objects (e.g. "
+                    f"{_blocked_global(str(exc))}) that could run code when loaded; re-save its state dict "
+                    "from a trusted source"
+                ) from None
+            raise _unreadable(path, exc) from None
+        except RuntimeError:
+            if mmap:
+                raise
+            raise _unreadable(path, None) from None
+        except Exception as exc:  # random bytes make the unpickler fail in many ways
+            raise _unreadable(path, exc) from None
+
+
+def _blocked_global(message: str) -> str:
+    m = re.search(r"GLOBAL ([\w.]+)", message)
+    return m.group(1) if m else "an arbitrary global"
+
+
+def _unreadable(path: Path, exc: BaseException | None) -> UserError:
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    return UserError(
+        f"checkpoint {path} is truncated or not a PyTorch checkpoint{why}: re-copy or re-save it"
+    )
 
 
 def _is_state_dict(obj: Any) -> bool:
