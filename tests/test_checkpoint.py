@@ -4,6 +4,7 @@ import pickle
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -203,3 +204,13 @@ def test_atomic_save_never_leaves_partial_files(tmp_path, tiny_model):
 
     save_config(config_from_dict({}), save_config_target)
     assert json.loads(save_config_target.read_text())["model"]["hid_channels"] == 128
+
+
+def test_random_files_are_always_a_one_line_user_error(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "junk.pt"
+    for i in range(150):
+        head = b"PK\x03\x04" if i % 3 == 0 else b"\x80\x02" if i % 3 == 1 else b""
+        path.write_bytes(head + rng.integers(0, 256, int(rng.integers(1, 3000)), dtype=np.uint8).tobytes())
+        with pytest.raises(UserError, match="truncated or not a PyTorch checkpoint|holds no weights"):
+            load_weights(path)
