@@ -25,6 +25,7 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
     try:
         yield Path(tmp)
         if fsync:
@@ -44,3 +45,9 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> 
 
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

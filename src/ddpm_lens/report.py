@@ -24,8 +24,10 @@ import csv
 import io
 import json
 import math
+import multiprocessing
 import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -225,8 +227,12 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def _write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
-    """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}]."""
-    made = []
+    """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}].
+
+    Each plot costs about a second of matplotlib, so with several cores they are drawn in
+    parallel worker processes (spawned: the parent may hold torch's thread pools).
+    """
+    made, jobs = [], []
     stats_present = list(dict.fromkeys(r["statistic"] for r in summary_rows))
     several_t = len({r.get("t") for r in summary_rows}) > 1 and all(
         r.get("t") is not None for r in summary_rows
@@ -234,22 +240,36 @@ def _write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
     for stat in sorted(stats_present, key=PLOT_ORDER.index):
         title = STAT_TITLES[stat]
         rel = f"plots/{stat}_by_layer.png"
-        plots.stat_vs_layer(summary_rows, out / rel, statistic=stat, labels=labels)
+        jobs.append(("stat_vs_layer", (summary_rows, out / rel), {"statistic": stat, "labels": labels}))
         made.append(
             {"file": rel, "group": stat, "title": f"{title} by layer", "caption": STAT_DEFINITIONS[stat]}
         )
         if several_t:
             rel = f"plots/{stat}_by_timestep.png"
-            plots.stat_vs_timestep(summary_rows, out / rel, statistic=stat, labels=labels)
+            jobs.append(
+                ("stat_vs_timestep", (summary_rows, out / rel), {"statistic": stat, "labels": labels})
+            )
             made.append({"file": rel, "group": stat, "title": f"{title} by timestep", "caption": ""})
     if cka:
         pair = (labels.get(a, a), labels.get(b, b))
-        plots.cka_heatmap(cka, out / "plots/cka_heatmap.png", pair=pair)
+        jobs.append(("cka_heatmap", (cka, out / "plots/cka_heatmap.png"), {"pair": pair}))
         made.append({"file": "plots/cka_heatmap.png", "group": "cka", "title": "CKA by layer and condition"})
         if len({r.get("t") for r in cka}) > 1 and all(r.get("t") is not None for r in cka):
-            plots.cka_vs_timestep(cka, out / "plots/cka_by_timestep.png", pair=pair)
+            jobs.append(("cka_vs_timestep", (cka, out / "plots/cka_by_timestep.png"), {"pair": pair}))
             made.append({"file": "plots/cka_by_timestep.png", "group": "cka", "title": "CKA by timestep"})
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers < 2 or len(jobs) < 4:
+        for job in jobs:
+            _draw(*job)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in [pool.submit(_draw, *job) for job in jobs]:
+                future.result()
     return made
+
+
+def _draw(name: str, args: tuple, kwargs: dict) -> None:
+    getattr(plots, name)(*args, **kwargs)
 
 
 def _page_context(

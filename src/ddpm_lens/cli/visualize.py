@@ -218,6 +218,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from ddpm_lens.report import build_report
 
-        written = build_report(out)
-        print(f"report: open {written['index']}")
+        index = build_report(out)["index.html"]
+        print(f"report: open {index} ({index.resolve().as_uri()})")
     return 0
