@@ -1,0 +1,62 @@
+"""`ddpm-lens demo`, the README's main command, end to end on the shipped models (CPU)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ddpm_lens.checkpoint import load_weights
+from ddpm_lens.cli import main
+from ddpm_lens.cli.demo import demo_models
+
+
+def test_shipped_models_are_a_trained_baseline_and_curriculum_pair():
+    paths = demo_models()
+    weights = [load_weights(p) for p in paths]
+    assert all(w.which == "ema" and w.config is not None for w in weights)
+    assert "curriculum" not in weights[0].config and weights[1].config["curriculum"]["kind"] == "clusters"
+    assert weights[0].config["model"] == weights[1].config["model"]
+    assert all(Path(p).stat().st_size < 8 * 2**20 for p in paths)  # "a few MB each"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    assert main(["demo", "--output_dir", str(out), "--device", "cpu", "--no_progress"]) == 0
+    return out
+
+
+def test_demo_writes_the_full_tree_stats_and_report(demo_run):
+    pngs = [p for p in demo_run.glob("sample_*/**/*.png")]
+    assert len(pngs) == 140
+    assert len(list(demo_run.glob("sample_*/*/*_baseline_vs_curriculum.png"))) == 120
+    for name in (
+        "stats.csv",
+        "stats.json",
+        "cka.csv",
+        "cka.json",
+        "manifest.json",
+        "README.md",
+        "summary.csv",
+        "summary.json",
+        "hypotheses.json",
+        "index.html",
+    ):
+        assert (demo_run / name).is_file(), name
+    plots = {p.name for p in (demo_run / "plots").glob("*.png")}
+    assert {
+        "sparsity_by_layer.png",
+        "sparsity_by_timestep.png",
+        "cka_heatmap.png",
+        "cka_by_timestep.png",
+    } <= plots
+    hypotheses = json.loads((demo_run / "hypotheses.json").read_text())["hypotheses"]
+    assert [h["id"] for h in hypotheses] == ["H1", "H2", "H3", "H4"]
+    assert all(h["verdict"] in ("supported", "not supported", "mixed", "not tested") for h in hypotheses)
+    html = (demo_run / "index.html").read_text()
+    assert "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png" in html
+    with Image.open(demo_run / "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png") as im:
+        assert im.mode == "RGB" and im.size[0] > 600
+    cka = json.loads((demo_run / "cka.json").read_text())["rows"]
+    assert len(cka) == 24 and all(r["n_samples"] == 5 for r in cka)
