@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from ddpm_lens.cli._flags import add_ema_flags
+
 HELP = "draw an image grid from a checkpoint (DDPM or DDIM)"
 
 
@@ -42,15 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images")
     p.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    ema = p.add_mutually_exclusive_group()
-    ema.add_argument(
-        "--use_ema",
-        dest="use_ema",
-        action="store_true",
-        default=True,
-        help="use the EMA weights when the checkpoint has them (default)",
-    )
-    ema.add_argument("--no_ema", dest="use_ema", action="store_false", help="use the raw training weights")
+    add_ema_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from ddpm_lens.cli._flags import add_ema_flags
+
 HELP = "compare two checkpoints' layer activations: the study's figures, stats and report"
 
 
@@ -34,15 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="baseline JSON config (optional for ddpm-lens checkpoints, which carry theirs)",
     )
     g.add_argument("--config_curriculum", default=None, help="curriculum JSON config (likewise optional)")
-    ema = g.add_mutually_exclusive_group()
-    ema.add_argument(
-        "--use_ema",
-        dest="use_ema",
-        action="store_true",
-        default=True,
-        help="use the EMA weights (ema.shadow) where present (default)",
-    )
-    ema.add_argument("--no_ema", dest="use_ema", action="store_false", help="use the raw training weights")
+    add_ema_flags(g)
     g.add_argument(
         "--labels",
         nargs=2,
