@@ -25,9 +25,9 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 (or a writer's own) -> like any new file
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
