@@ -83,3 +83,12 @@ def tiny_pair(tmp_path_factory):
         write_tiny_checkpoint(d / "tiny_20260101_000000_3.pt", seed=0),
         write_tiny_checkpoint(d / "tiny_c_20260101_000000_3.pt", config="configs/tiny_c.json", seed=1),
     )
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: on a shared 2-core machine, 2 threads stall each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
