@@ -19,7 +19,7 @@ from ddpm_lens.render import (
 )
 
 LUT = np.round(matplotlib.colormaps["viridis"](np.arange(256))[:, :3] * 255).astype(np.uint8)
-PURPLE, YELLOW = LUT[0], LUT[255]
+PURPLE, YELLOW = LUT[0], LUT[255]  # viridis' ends, whatever the number of steps in between
 STATS = {"mean": 0.123, "std": 0.456, "sparsity": 0.235}
 
 
@@ -199,7 +199,8 @@ def test_shared_mode_puts_both_panels_on_one_scale_and_one_colorbar():
     assert len(layout.colorbars) == 1 and layout.colorbars[0][0] > layout.grid_origins[1][0]
     for p, (maps, other) in enumerate(((low, low + 10), (low + 10, low))):
         normed, _ = normalize_maps(maps, mode="shared", shared_with=other)
-        expected = LUT[(np.kron(normed[0], np.ones((16, 16))) * 255 + 0.5).astype(np.uint8)]
+        levels = (np.kron(normed[0], np.ones((16, 16))) * (render._LEVELS - 1) + 0.5).astype(np.uint8)
+        expected = render.palette()[levels]
         np.testing.assert_array_equal(crop(shared, layout.cell_box(p, 0)), expected)
     # per-map scaling would draw both panels identically
     channel = comparison_figure(panels, title="t", grid_size=2, norm="channel")
@@ -317,3 +318,14 @@ def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkey
 def test_encode_png_rejects_float_arrays():
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((2, 2, 3)))
+
+
+def test_indexed_png_decodes_to_the_rgb_figure():
+    maps = np.random.default_rng(3).normal(size=(2, 5, 8, 8)).astype(np.float32)
+    panels = [Panel("Baseline", maps[0], STATS), Panel("Curriculum", maps[1], STATS)]
+    rgb = comparison_figure(panels, title="encoder_level_3 | clean_t0 | Sample 0", grid_size=3)
+    indices = render.comparison_indices(panels, title="encoder_level_3 | clean_t0 | Sample 0", grid_size=3)
+    with Image.open(io.BytesIO(encode_png(indices, palette=render.palette()))) as im:
+        assert im.mode == "P"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 30  # viridis levels, text ramps, background

@@ -82,8 +82,9 @@ def test_exact_tree_of_140_pngs(seed_run):
     sizes = set()
     for rel in pngs:
         with Image.open(seed_run / rel) as im:
-            assert im.format == "PNG" and im.mode == "RGB"
-            sizes.add((rel.endswith("_baseline_vs_curriculum.png"), im.size))
+            figure = rel.endswith("_baseline_vs_curriculum.png")
+            assert im.format == "PNG" and im.mode == ("P" if figure else "RGB")  # figures: 8-bit palette
+            sizes.add((figure, im.size))
     assert len({s for fig, s in sizes if fig}) == 1  # every comparison figure has the same size
     assert not list(seed_run.rglob("*.tmp"))
 
@@ -111,9 +112,8 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
         stats = {k: float(row[k]) for k in ("mean", "std", "sparsity")}
         panels.append(render.Panel(label, act[shown], stats))
     redrawn = render.comparison_figure(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
-    on_disk = np.asarray(
-        Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png")
-    )
+    with Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png") as im:
+        on_disk = np.asarray(im.convert("RGB"))
     assert np.array_equal(redrawn, on_disk)
 
 

@@ -57,9 +57,9 @@ class FigureWriter:
 
     def _job(self, rel: str, make) -> None:
         tic = time.perf_counter()
-        array = make()
+        array, pal = make()
         mid = time.perf_counter()
-        render.write_png(self.out / rel, array)
+        render.write_png(self.out / rel, array, palette=pal)
         toc = time.perf_counter()
         with self.lock:
             self.plan.timings.render += mid - tic
@@ -109,13 +109,12 @@ class FigureWriter:
             else None
         )
         title = f"{layer} | {cond.name} | Sample {g}"
-        return lambda: render.comparison_figure(
-            panels, title=title, grid_size=self.grid_size, norm=self.norm, note=note
-        )
+        kwargs = {"title": title, "grid_size": self.grid_size, "norm": self.norm, "note": note}
+        return lambda: (render.comparison_indices(panels, **kwargs), render.palette())
 
 
 def _input(x, caption: str):
-    return lambda: render.input_figure(to_uint8(x), caption=caption)
+    return lambda: (render.input_figure(to_uint8(x), caption=caption), None)
 
 
 def run_visualization(

@@ -70,6 +70,14 @@ _CAPTION_PX = 16
 
 _INPUT_TARGET_PX = 320  # input_figure's default scale makes the longer side at most this
 
+# Comparison figures are composed in 8-bit palette indices (a third of the bytes to paint and to
+# compress): viridis in _LEVELS steps, the background, the frame, and two text ramps (a colour
+# blended over the background at increasing coverage).
+_LEVELS = 200
+_BG, _FRAME_IDX = _LEVELS, _LEVELS + 1
+_RAMP_STEPS = 27
+_RAMPS = {_TEXT: _LEVELS + 2, _NOTE_TEXT: _LEVELS + 2 + _RAMP_STEPS}  # colour -> first index
+
 
 def _line(size: int) -> int:
     """Height of one text line for a font of ``size`` px."""
@@ -86,14 +94,24 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
 
 
 @functools.lru_cache(maxsize=1)
-def _viridis_lut() -> np.ndarray:
-    """(256, 3) uint8: viridis, index 0 = dark purple (low), 255 = bright yellow (high)."""
+@functools.cache
+def palette() -> np.ndarray:
+    """(256, 3) uint8 colours of the comparison figures' palette indices.
+
+    0 .. _LEVELS-1: viridis from dark purple (low) to bright yellow (high); then the
+    background, the frame, and the two text colours at 1/n .. n/n coverage over the background.
+    """
     import matplotlib
 
-    rgba = matplotlib.colormaps["viridis"](np.arange(256))  # (256, 4) float in [0, 1]
-    lut = np.round(rgba[:, :3] * 255).astype(np.uint8)
-    lut.flags.writeable = False
-    return lut
+    rgba = matplotlib.colormaps["viridis"](np.linspace(0.0, 1.0, _LEVELS))  # (L, 4) float in [0, 1]
+    rows = [np.round(rgba[:, :3] * 255), [BACKGROUND], [_FRAME]]
+    coverage = np.arange(1, _RAMP_STEPS + 1)[:, None] / _RAMP_STEPS  # (n, 1)
+    for colour in _RAMPS:
+        rows.append(np.round(np.multiply(colour, coverage) + np.multiply(BACKGROUND, 1 - coverage)))
+    pal = np.concatenate(rows).astype(np.uint8)
+    assert pal.shape == (256, 3)
+    pal.flags.writeable = False
+    return pal
 
 
 def _colorbar_label(norm: str) -> str:
@@ -341,7 +359,7 @@ def figure_layout(
 
 
 def _paint_grid(canvas: np.ndarray, normed: np.ndarray, *, origin: tuple[int, int], layout: FigureLayout):
-    """Paint (K, h, w) maps in [0, 1] as a viridis grid into canvas (H, W, 3) at ``origin``.
+    """Paint (K, h, w) maps in [0, 1] as a viridis grid into the index canvas (H, W) at ``origin``.
 
     Each map is upscaled nearest-neighbour by the largest integer factor that fits the cell
     and centred in it; cells beyond K and the gaps keep the background.
@@ -350,17 +368,16 @@ def _paint_grid(canvas: np.ndarray, normed: np.ndarray, *, origin: tuple[int, in
     k, h, w = normed.shape
     factor = min(cell // h, cell // w)
     hf, wf = h * factor, w * factor
-    idx = (normed * 255 + 0.5).astype(np.uint8)  # (K, h, w)
+    idx = (normed * (_LEVELS - 1) + 0.5).astype(np.uint8)  # (K, h, w) palette indices
     idx = np.broadcast_to(idx[:, :, None, :, None], (k, h, factor, w, factor)).reshape(k, hf, wf)
-    rgb = np.take(_viridis_lut(), idx, axis=0)  # (K, h·f, w·f, 3)
     if k < g * g:
-        rgb = np.concatenate([rgb, np.full((g * g - k, hf, wf, 3), BACKGROUND, dtype=np.uint8)])
+        idx = np.concatenate([idx, np.full((g * g - k, hf, wf), _BG, dtype=np.uint8)])
     x, y = origin
-    # A view of the grid's region split into cells: (row, y in cell, col, x in cell, RGB); the
-    # region includes one trailing gap, which the figure's margins always leave room for.
-    cells = canvas[y : y + g * pitch, x : x + g * pitch].reshape(g, pitch, g, pitch, 3)
+    # A view of the grid's region split into cells: (row, y in cell, col, x in cell); the region
+    # includes one trailing gap, which the figure's margins always leave room for.
+    cells = canvas[y : y + g * pitch, x : x + g * pitch].reshape(g, pitch, g, pitch)
     oy, ox = (cell - hf) // 2, (cell - wf) // 2
-    cells[:, oy : oy + hf, :, ox : ox + wf] = rgb.reshape(g, g, hf, wf, 3).transpose(0, 2, 1, 3, 4)
+    cells[:, oy : oy + hf, :, ox : ox + wf] = idx.reshape(g, g, hf, wf).transpose(0, 2, 1, 3)
 
 
 def _normalize_panels(panels: Sequence[Panel], norm: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -375,15 +392,20 @@ def _normalize_panels(panels: Sequence[Panel], norm: str) -> tuple[list[np.ndarr
 
 
 def _blend(canvas: np.ndarray, alpha: np.ndarray, xy: tuple[int, int], colour: tuple[int, int, int]):
-    """Blend ``colour`` into canvas (H, W, 3) through coverage ``alpha`` (h, w) uint8 placed at
-    ``xy`` (top-left), clipped to the canvas."""
+    """Blend ``colour`` into the canvas through coverage ``alpha`` (h, w) uint8 placed at ``xy``
+    (top-left), clipped to the canvas. An RGB canvas (H, W, 3) is alpha-blended; an index
+    canvas (H, W) gets the colour's palette ramp step for each covered pixel."""
     x, y = xy
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + alpha.shape[1], canvas.shape[1]), min(y + alpha.shape[0], canvas.shape[0])
     if x1 <= x0 or y1 <= y0:
         return
-    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None].astype(np.uint16)  # (h, w, 1)
     region = canvas[y0:y1, x0:x1]
+    if canvas.ndim == 2:
+        step = (alpha[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.uint16) * _RAMP_STEPS + 127) // 255
+        np.copyto(region, (_RAMPS[colour] - 1 + step).astype(np.uint8), where=step > 0)
+        return
+    a = alpha[y0 - y : y1 - y, x0 - x : x1 - x, None].astype(np.uint16)  # (h, w, 1)
     region[...] = (region * (255 - a) + np.asarray(colour, dtype=np.uint16) * a + 127) // 255
 
 
@@ -421,13 +443,12 @@ def _paint_colorbar(
     ``(low, high)`` at its ends and ``label`` reading upwards just right of them (the layout
     reserves room for the widest possible tick)."""
     x0, y0, x1, y1 = box
-    idx = np.round(np.linspace(255, 0, y1 - y0)).astype(np.uint8)
-    canvas[y0:y1, x0:x1] = np.take(_viridis_lut(), idx, axis=0)[:, None, :]
-    canvas[[y0 - 1, y1], x0 - 1 : x1 + 1] = _FRAME
-    canvas[y0 - 1 : y1 + 1, [x0 - 1, x1]] = _FRAME
+    canvas[y0:y1, x0:x1] = np.round(np.linspace(_LEVELS - 1, 0, y1 - y0)).astype(np.uint8)[:, None]
+    canvas[[y0 - 1, y1], x0 - 1 : x1 + 1] = _FRAME_IDX
+    canvas[y0 - 1 : y1 + 1, [x0 - 1, x1]] = _FRAME_IDX
     tick_font = _font(_TICK_PX)
     for y, tick in ((y1 - 1, ticks[0]), (y0, ticks[1])):
-        canvas[y, x1 : x1 + _TICK_LEN] = _FRAME
+        canvas[y, x1 : x1 + _TICK_LEN] = _FRAME_IDX
         _text(canvas, (x1 + _TICK_LEN + _TICK_PAD, y), tick, font=tick_font, anchor="lm")
     tick_width = math.ceil(max(tick_font.getlength(t) for t in ticks))
     label_x = x1 + _TICK_LEN + _TICK_PAD + tick_width + _CBAR_LABEL_PAD + _line(_TICK_PX) // 2
@@ -436,7 +457,12 @@ def _paint_colorbar(
     _text(canvas, (label_x, label_y), label, font=tick_font, vertical=True)
 
 
-def comparison_figure(
+def comparison_figure(panels: Sequence[Panel], **kwargs) -> np.ndarray:
+    """:func:`comparison_indices` as an (H, W, 3) uint8 RGB image (same arguments)."""
+    return palette()[comparison_indices(panels, **kwargs)]
+
+
+def comparison_indices(
     panels: Sequence[Panel],
     *,
     title: str,
@@ -445,7 +471,7 @@ def comparison_figure(
     note: str | None = None,
     cell_px: int = 64,
 ) -> np.ndarray:
-    """Side-by-side g×g grids of activation maps with stats and colorbars.
+    """Side-by-side g×g grids of activation maps with stats and colorbars, as palette indices.
 
     Args:
         panels: usually two (Baseline, Curriculum); each panel's map k fills cell k, row-major.
@@ -457,12 +483,13 @@ def comparison_figure(
         cell_px: minimum cell side; maps are upscaled nearest-neighbour by an integer factor.
 
     Returns:
-        (H, W, 3) uint8 RGB; :func:`figure_layout` with the same arguments gives its geometry.
+        (H, W) uint8 indices into :func:`palette`; :func:`figure_layout` with the same arguments
+        gives its geometry. ``write_png(path, indices, palette=palette())`` stores it as is.
     """
     layout = figure_layout(panels, title=title, grid_size=grid_size, norm=norm, note=note, cell_px=cell_px)
     normed, ranges = _normalize_panels(panels, norm)
 
-    canvas = np.full((layout.height, layout.width, 3), BACKGROUND, dtype=np.uint8)  # (H, W, 3)
+    canvas = np.full((layout.height, layout.width), _BG, dtype=np.uint8)  # (H, W) palette indices
     for origin, maps01 in zip(layout.grid_origins, normed):
         _paint_grid(canvas, maps01, origin=origin, layout=layout)
 
@@ -527,8 +554,9 @@ def input_figure(image: np.ndarray, *, caption: str, scale: int | None = None) -
 # PNG
 
 
-def encode_png(array: np.ndarray, *, compress_level: int = 1) -> bytes:
-    """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array.
+def encode_png(array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None) -> bytes:
+    """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array; (H, W) with a (n <= 256, 3) uint8
+    ``palette`` is an indexed-colour PNG, else greyscale.
 
     A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
     PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
@@ -539,25 +567,29 @@ def encode_png(array: np.ndarray, *, compress_level: int = 1) -> bytes:
     array = np.asarray(array)
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError(f"need (H, W) or (H, W, 3|4) uint8, got shape {array.shape} dtype {array.dtype}")
+    if palette is not None and array.ndim != 2:
+        raise ValueError(f"a palette needs (H, W) indices, got shape {array.shape}")
     h, w = array.shape[:2]
-    colour_type = {2: 0, 3: 2, 4: 6}[array.ndim if array.ndim == 2 else array.shape[2]]
+    colour_type = (
+        3 if palette is not None else {2: 0, 3: 2, 4: 6}[array.ndim if array.ndim == 2 else array.shape[2]]
+    )
     raw = np.zeros((h, 1 + array[0].size), dtype=np.uint8)  # a leading 0 per row: filter "None"
     raw[:, 1:] = array.reshape(h, -1)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level))
-        + chunk(b"IEND", b"")
-    )
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
+    if palette is not None:
+        header += chunk(b"PLTE", np.asarray(palette, dtype=np.uint8).tobytes())
+    idat = chunk(b"IDAT", zlib.compress(raw.tobytes(), compress_level))
+    return b"\x89PNG\r\n\x1a\n" + header + idat + chunk(b"IEND", b"")
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 1) -> None:
+def write_png(
+    path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None
+) -> None:
     """Write ``array`` as a PNG at ``path`` atomically: a crash leaves the old file or the new
     one, never half of one. The folder must exist. Not fsynced: a figure can be redrawn.
     """
-    write_bytes(path, encode_png(array, compress_level=compress_level), fsync=False)
+    write_bytes(path, encode_png(array, compress_level=compress_level, palette=palette), fsync=False)
