@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ddpm_lens.atomic import write_bytes
+from ddpm_lens.stats import percentile_range
 
 NORM_MODES = ("channel", "model", "shared")
 PANEL_STATS = ("mean", "std", "sparsity")
@@ -129,22 +130,6 @@ def _format_value(value: float) -> str:
 # Normalisation
 
 
-def _percentile_range(values: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
-    """(..., N) → (..., 2) float64: the low and high percentiles along the last axis.
-
-    Same definition as ``np.percentile``'s default (linear interpolation between order
-    statistics), computed from one SIMD sort, which is ~2× faster than its partitioning here.
-    """
-    ordered = np.sort(values, axis=-1)
-    n = ordered.shape[-1]
-    pos = np.array([low_pct, high_pct], dtype=np.float64) / 100 * (n - 1)
-    below = np.floor(pos).astype(np.intp)
-    above = np.minimum(below + 1, n - 1)
-    a = ordered[..., below].astype(np.float64)
-    b = ordered[..., above].astype(np.float64)
-    return a + (b - a) * (pos - below)
-
-
 def _scale(maps: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """(K, h, w) → float32 in [0, 1]; low/high broadcast against maps.
 
@@ -204,12 +189,12 @@ def normalize_maps(
 
     k = maps.shape[0]
     if mode == "channel":
-        ranges = _percentile_range(maps.reshape(k, -1), low_pct, high_pct)  # (K, 2)
+        ranges = percentile_range(maps.reshape(k, -1), low_pct, high_pct)  # (K, 2)
         return _scale(maps, ranges[:, 0, None, None], ranges[:, 1, None, None]), ranges
     pool = maps.reshape(-1)
     if mode == "shared":
         pool = np.concatenate([pool, np.asarray(shared_with, dtype=maps.dtype).reshape(-1)])
-    ranges = _percentile_range(pool, low_pct, high_pct)  # (2,)
+    ranges = percentile_range(pool, low_pct, high_pct)  # (2,)
     return _scale(maps, ranges[0], ranges[1]), ranges
 
 

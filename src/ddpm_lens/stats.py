@@ -98,6 +98,22 @@ def _flat_stats(x: np.ndarray, threshold: float) -> dict:
     }
 
 
+def percentile_range(values: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
+    """(..., N) -> (..., 2) float64: the low and high percentiles along the last axis.
+
+    ``np.percentile``'s default definition (linear interpolation between order statistics),
+    computed from one SIMD sort, which is about twice as fast as its partitioning here.
+    """
+    ordered = np.sort(values, axis=-1)
+    n = ordered.shape[-1]
+    pos = np.array([low_pct, high_pct], dtype=np.float64) / 100 * (n - 1)
+    below = np.floor(pos).astype(np.intp)
+    above = np.minimum(below + 1, n - 1)
+    a = ordered[..., below].astype(np.float64)
+    b = ordered[..., above].astype(np.float64)
+    return a + (b - a) * (pos - below)
+
+
 def percentile_normalize(maps: np.ndarray) -> np.ndarray:
     """Scale each map of ``maps`` (K, H, W) to [0, 1] the way figures display it.
 
@@ -108,7 +124,7 @@ def percentile_normalize(maps: np.ndarray) -> np.ndarray:
     """
     maps = _as_float(maps, ndim=3, name="maps").astype(np.float64)
     flat = maps.reshape(maps.shape[0], -1)  # (K, H*W)
-    lo, hi = np.percentile(flat, PERCENTILE_RANGE, axis=1)  # (K,), (K,)
+    lo, hi = percentile_range(flat, *PERCENTILE_RANGE).T  # (K,), (K,)
     collapsed = hi <= lo
     lo = np.where(collapsed, flat.min(axis=1), lo)
     hi = np.where(collapsed, flat.max(axis=1), hi)
