@@ -11,7 +11,8 @@ from PIL import Image
 
 from ddpm_lens import render
 from ddpm_lens.cli import main
-from ddpm_lens.visualize import compare_features, noise_for
+from ddpm_lens.pipeline import noise_for
+from ddpm_lens.visualize import compare_features
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_LAYERS = [
@@ -118,7 +119,7 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
 
 
 def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
-    import ddpm_lens.visualize as vis
+    import ddpm_lens.pipeline as vis
 
     seen = []
     original = vis.forward_layers

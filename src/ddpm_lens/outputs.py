@@ -23,7 +23,7 @@ from ddpm_lens import render
 from ddpm_lens.atomic import write_text
 from ddpm_lens.data import to_uint8
 from ddpm_lens.errors import UserError
-from ddpm_lens.visualize import MODEL_KEYS, Chunk, PairAccumulators, Plan, iter_chunks, match_chunk
+from ddpm_lens.pipeline import MODEL_KEYS, Chunk, PairAccumulators, Plan, iter_chunks, match_chunk
 
 STAT_COLUMNS = ("mean", "std", "mean_abs", "min", "max", "sparsity")
 

@@ -1,10 +1,7 @@
 """Compare two models' activations on the same clean and noised inputs.
 
-The pipeline, in one direction: two checkpoints -> the same inputs (clean images and
-q_sample(x0, t, noise) with noise drawn once per sample and timestep, fed identically to
-both models) -> one batched, early-stopped forward per model and chunk -> per-map
-statistics, top-variance channels, CKA and channel-correlation accumulators. Chunks are
-streamed so memory is bounded by ``batch_size``, not by the number of samples.
+:func:`build_plan` loads both checkpoints and the inputs and checks the request (every
+error before any work); :mod:`ddpm_lens.pipeline` streams the samples through both models.
 
 ``compare_features`` is the in-memory API for notebooks::
 
@@ -20,314 +17,29 @@ The CLI (``ddpm-lens visualize``) writes the figures and run files with
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ddpm_lens import stats
-from ddpm_lens.checkpoint import Weights, load_weights, model_from_weights, resolve_config
-from ddpm_lens.config import Config
 from ddpm_lens.diffusion import GaussianDiffusion
 from ddpm_lens.errors import UserError, warn
-from ddpm_lens.features import hooked, resolve_layers, run_until
-from ddpm_lens.similarity import CKAAccumulator, CorrelationAccumulator, assign_channels
-from ddpm_lens.unet import UNet, layer_channels
-
-MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
-
-
-@dataclass(frozen=True)
-class Condition:
-    name: str  # clean_t0 | noisy_t<T>
-    t: int  # timestep the model is told; 0 for the clean image
-    noisy: bool
-
-
-def make_conditions(timesteps: Sequence[int], *, clean: bool = True, noisy: bool = True) -> list[Condition]:
-    out = [Condition("clean_t0", 0, False)] if clean else []
-    if noisy:
-        out += [Condition(f"noisy_t{t}", int(t), True) for t in timesteps]
-    if not out:
-        raise UserError("nothing to compare: --no_clean and --no_noisy together leave no condition; drop one")
-    return out
-
-
-@dataclass
-class LoadedModel:
-    key: str  # baseline | curriculum
-    label: str  # panel heading
-    model: UNet
-    config: Config
-    weights: Weights
-    sha256: str
-
-    def describe(self) -> dict:
-        return {
-            "key": self.key,
-            "label": self.label,
-            "checkpoint": self.weights.path,
-            "sha256": self.sha256,
-            "config": self.config.source,
-            "epoch": self.weights.epoch,
-            "weights": self.weights.description,
-        }
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_pair(
-    *,
-    ckpts: Sequence[str],
-    configs: Sequence[str | None],
-    labels: Sequence[str],
-    use_ema: bool,
-    device: torch.device,
-) -> list[LoadedModel]:
-    """Load both models (weights only, memory-mapped, built on the meta device)."""
-    out = []
-    for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
-        weights = load_weights(ckpt, use_ema=use_ema)
-        cfg = resolve_config(config, weights)
-        model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
-        out.append(LoadedModel(key, label, model, cfg, weights, sha256_of(ckpt)))
-    return out
-
-
-def noise_for(seed: int, sample: int, t: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """The noise of sample ``sample`` at timestep ``t``: fixed by (seed, sample, t) alone."""
-    key = int(np.random.SeedSequence([seed, sample, t]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(key))
-
-
-def make_inputs(
-    x0: torch.Tensor,
-    first_sample: int,
-    conditions: Sequence[Condition],
-    diffusion: GaussianDiffusion,
-    seed: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs (n*S, 3, H, W) ordered sample-major, condition-minor, and their timesteps (n*S,)."""
-    xs, ts = [], []
-    for i, img in enumerate(x0):
-        for cond in conditions:
-            if cond.noisy:
-                noise = noise_for(seed, first_sample + i, cond.t, tuple(img.shape))
-                img_t = diffusion.q_sample(img[None], torch.tensor([cond.t]), noise[None])[0]
-            else:
-                img_t = img
-            xs.append(img_t)
-            ts.append(cond.t)
-    return torch.stack(xs), torch.tensor(ts, dtype=torch.long)
-
-
-@torch.inference_mode()
-def forward_layers(
-    model: UNet,
-    x: torch.Tensor,
-    t: torch.Tensor,
-    layers: Sequence[str],
-    *,
-    batch_size: int,
-    device: torch.device,
-) -> dict[str, np.ndarray]:
-    """Activations {layer: (B, C, H, W) float32 numpy} in chunks of ``batch_size`` inputs."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for start in range(0, len(x), batch_size):
-        with hooked(model, layers) as captured:
-            run_until(
-                model, x[start : start + batch_size].to(device), t[start : start + batch_size].to(device)
-            )
-        for name in layers:
-            parts[name].append(captured[name].float().cpu().numpy())
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
-
-
-@dataclass
-class Chunk:
-    """One group of samples through both models."""
-
-    first: int  # index of its first sample
-    x0: torch.Tensor  # (n, 3, H, W) clean images in [-1, 1]
-    inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
-    acts: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, C, H, W)
-    shown: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K) channel indices
-    rows: list[dict]
-
-
-@dataclass
-class Timings:
-    load: float = 0.0
-    forward: float = 0.0
-    stats: float = 0.0
-    render: float = 0.0
-    write: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.__dict__.items()}
-
-
-@dataclass
-class Plan:
-    """Everything fixed before the first forward pass."""
-
-    models: list[LoadedModel]
-    conditions: list[Condition]
-    layers: list[str]
-    num_channels: int
-    num_samples: int  # samples with figures
-    stats_samples: int  # samples in the statistics (>= num_samples)
-    seed: int
-    threshold: float
-    batch_size: int  # inputs per forward chunk
-    device: torch.device
-    diffusion: GaussianDiffusion  # makes the noisy inputs (the baseline's schedule)
-    images: object  # Tensor (N, 3, H, W) or a Dataset yielding (3, H, W)
-    timings: Timings = field(default_factory=Timings)
-
-    @property
-    def samples_per_chunk(self) -> int:
-        return max(1, self.batch_size // len(self.conditions))
-
-
-def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
-    """Stream the first ``limit`` (default: all ``stats_samples``) samples through both models."""
-    n_cond = len(plan.conditions)
-    total = plan.stats_samples if limit is None else limit
-    for first in range(0, total, plan.samples_per_chunk):
-        count = min(plan.samples_per_chunk, total - first)
-        tic = time.perf_counter()
-        x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
-        x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.seed)
-        plan.timings.load += time.perf_counter() - tic
-        acts, shown, rows = {}, {}, []
-        for m in plan.models:
-            tic = time.perf_counter()
-            flat = forward_layers(m.model, x, t, plan.layers, batch_size=plan.batch_size, device=plan.device)
-            plan.timings.forward += time.perf_counter() - tic
-            tic = time.perf_counter()
-            acts[m.key], shown[m.key] = {}, {}
-            for layer, a in flat.items():
-                idx = stats.batch_top_variance_channels(a, plan.num_channels)  # (n*S, K)
-                acts[m.key][layer] = a.reshape(count, n_cond, *a.shape[1:])
-                shown[m.key][layer] = idx.reshape(count, n_cond, -1)
-                rows += _rows(plan, m.key, layer, a, idx, first)
-            plan.timings.stats += time.perf_counter() - tic
-        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, rows)
-
-
-def _rows(plan: Plan, key: str, layer: str, a: np.ndarray, idx: np.ndarray, first: int) -> list[dict]:
-    """Statistics rows for one model and layer over a chunk; ``a`` (n*S, C, H, W)."""
-    s = stats.batch_layer_stats(a, shown=idx, threshold=plan.threshold)
-    maps = np.take_along_axis(a, idx[:, :, None, None], axis=1)  # (n*S, K, H, W)
-    k = maps.shape[1]
-    flat = maps.reshape(-1, *maps.shape[2:])
-    edge = stats.edge_energy(flat).reshape(-1, k).mean(axis=1)
-    auto = stats.spatial_autocorrelation(flat).reshape(-1, k).mean(axis=1)
-    n_cond = len(plan.conditions)
-    out = []
-    for j in range(len(a)):
-        sample, cond = first + j // n_cond, plan.conditions[j % n_cond]
-        row = {
-            "sample": sample,
-            "condition": cond.name,
-            "t": cond.t,
-            "layer": layer,
-            "model": key,
-            "shape": list(a.shape[1:]),
-        }
-        row.update({name: float(v[j]) for name, v in s.items()})
-        row.update(
-            {"edge_energy": float(edge[j]), "autocorr": float(auto[j]), "shown_channels": idx[j].tolist()}
-        )
-        out.append(row)
-    return out
-
-
-class PairAccumulators:
-    """CKA and channel correlations per layer x condition, streamed over chunks."""
-
-    def __init__(self, plan: Plan, *, cka: bool = True, match: bool = False):
-        self.plan, self.want_cka, self.match = plan, cka, match
-        self.cka: dict[tuple[str, str], CKAAccumulator] = {}
-        self.corr: dict[tuple[str, str], CorrelationAccumulator] = {}
-        self.positions: dict[str, int] = {}  # layer -> H*W, to turn examples back into samples
-        self.skipped: set[str] = set()
-
-    def update(self, chunk: Chunk) -> None:
-        a, b = (chunk.acts[k] for k in MODEL_KEYS)
-        for layer in self.plan.layers:
-            if a[layer].shape[-2:] != b[layer].shape[-2:]:
-                self.skipped.add(layer)  # different spatial grids: no paired examples
-                continue
-            self.positions[layer] = _positions(a[layer])
-            for s, cond in enumerate(self.plan.conditions):
-                x, y = _example_rows(a[layer][:, s]), _example_rows(b[layer][:, s])
-                key = (layer, cond.name)
-                if self.want_cka:
-                    self.cka.setdefault(key, CKAAccumulator(x.shape[1], y.shape[1])).update(x, y)
-                if self.match and chunk.first < self.plan.num_samples:
-                    n_fig = min(len(x), (self.plan.num_samples - chunk.first) * _positions(a[layer]))
-                    self.corr.setdefault(key, CorrelationAccumulator(x.shape[1], y.shape[1])).update(
-                        x[:n_fig], y[:n_fig]
-                    )
-
-    def cka_rows(self) -> list[dict]:
-        rows = []
-        for layer in self.plan.layers:
-            for cond in self.plan.conditions:
-                acc = self.cka.get((layer, cond.name))
-                if acc is None:
-                    continue
-                rows.append(
-                    {
-                        "layer": layer,
-                        "condition": cond.name,
-                        "t": cond.t,
-                        "n_samples": acc.n // self.positions[layer],
-                        "n_examples": acc.n,
-                        "cka_debiased": acc.result(debiased=True) if acc.n >= 4 else float("nan"),
-                        "cka_biased": acc.result(debiased=False),
-                    }
-                )
-        return rows
-
-    def matcher(self) -> dict[tuple[str, str], np.ndarray]:
-        """(layer, condition) -> (C_baseline, C_curriculum) correlation matrix over the figure samples."""
-        return {key: acc.result() for key, acc in self.corr.items()}
-
-
-def _example_rows(act: np.ndarray) -> np.ndarray:
-    """(n, C, H, W) -> (n*H*W, C): every image position is one example."""
-    return np.moveaxis(act, 1, -1).reshape(-1, act.shape[1])
-
-
-def _positions(act: np.ndarray) -> int:
-    return int(act.shape[-1] * act.shape[-2])
-
-
-def match_chunk(chunk: Chunk, corr: dict[tuple[str, str], np.ndarray], plan: Plan) -> None:
-    """Reorder the curriculum's shown channels of the chunk's figure samples by a one-to-one
-    assignment to the baseline's shown channels; record it in the curriculum rows."""
-    rows = {(r["sample"], r["condition"], r["layer"]): r for r in chunk.rows if r["model"] == "curriculum"}
-    for (layer, cname), matrix in corr.items():
-        s = [c.name for c in plan.conditions].index(cname)
-        for i in range(min(len(chunk.x0), plan.num_samples - chunk.first)):
-            result = assign_channels(matrix[chunk.shown["baseline"][layer][i, s]])
-            chunk.shown["curriculum"][layer][i, s] = result["assignment"]
-            rows[(chunk.first + i, cname, layer)].update(
-                matched_channels=result["assignment"].tolist(), matched_corr=result["mean_correlation"]
-            )
+from ddpm_lens.features import resolve_layers
+from ddpm_lens.pipeline import (
+    MODEL_KEYS,
+    Chunk,
+    Condition,
+    LoadedModel,
+    PairAccumulators,
+    Plan,
+    iter_chunks,
+    load_pair,
+    make_conditions,
+    match_chunk,
+)
+from ddpm_lens.unet import layer_channels
 
 
 def check_request(
