@@ -73,7 +73,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(ckpts, out: Path, num_samples: int) -> dict:
+def run_ours(ckpts, out: Path, num_samples: int, stats_samples: int | None = None) -> dict:
     from ddpm_lens.cli import main
 
     tic = time.perf_counter()
@@ -101,6 +101,8 @@ def run_ours(ckpts, out: Path, num_samples: int) -> dict:
         "cpu",
         "--no_report",
         "--no_progress",
+        "--stats_samples",
+        str(stats_samples or num_samples),
     ]
     assert main(argv) == 0
     wall = time.perf_counter() - tic
@@ -211,7 +213,7 @@ def run_reference(ckpts, out: Path, num_samples: int) -> dict:
     }
 
 
-def child(kind: str, ckpts, out: str, num_samples: int) -> dict:
+def child(kind: str, ckpts, out: str, num_samples: int, stats_samples: int | None = None) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -223,6 +225,8 @@ def child(kind: str, ckpts, out: str, num_samples: int) -> dict:
         out,
         "--num_samples",
         str(num_samples),
+        "--stats_samples",
+        str(stats_samples or num_samples),
     ]
     tic = time.perf_counter()
     proc = subprocess.run(
@@ -242,14 +246,24 @@ def main() -> None:
     p.add_argument("--ckpts", nargs=2)
     p.add_argument("--out")
     p.add_argument("--num_samples", type=int, default=5)
+    p.add_argument("--stats_samples", type=int, default=None)
     p.add_argument("--large", type=int, default=50, help="samples for the linearity run (default: 50)")
+    p.add_argument(
+        "--stats_extra",
+        type=int,
+        default=40,
+        help="extra statistics-only images to price dataset-scale statistics (default: 40)",
+    )
     args = p.parse_args()
     if args.child:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 2)
-        fn = run_ours if args.child == "ours" else run_reference
-        print(json.dumps(fn([Path(c) for c in args.ckpts], Path(args.out), args.num_samples)))
+        ckpts = [Path(c) for c in args.ckpts]
+        if args.child == "ours":
+            print(json.dumps(run_ours(ckpts, Path(args.out), args.num_samples, args.stats_samples)))
+        else:
+            print(json.dumps(run_reference(ckpts, Path(args.out), args.num_samples)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,6 +279,7 @@ def main() -> None:
         ours = child("ours", ckpts, str(tmp / "ours"), 5)
         ref = child("reference", ckpts, str(tmp / "reference"), 5)
         large = child("ours", ckpts, str(tmp / "ours_large"), args.large)
+        stats = child("ours", ckpts, str(tmp / "ours_stats"), 5, 5 + args.stats_extra)
 
     def line(name, r):
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["split_s"].items())
@@ -279,6 +294,12 @@ def main() -> None:
     print(
         "speed-up, end to end (process wall, start-up included): "
         f"{ref['process_wall_s'] / ours['process_wall_s']:.1f}x"
+    )
+    per_image = (stats["process_wall_s"] - ours["process_wall_s"]) / args.stats_extra
+    print(
+        f"dataset-scale statistics (--stats_samples): {per_image:.2f} s per extra image (4 conditions, "
+        f"both models, stats + CKA), i.e. {per_image * 1000 / 60:.0f} min per 1,000 images; "
+        f"peak RSS {stats['peak_rss_mb']:.0f} MiB at {5 + args.stats_extra} images"
     )
     per5 = ours["process_wall_s"] / ours["figures"]
     per_large = large["process_wall_s"] / large["figures"]
