@@ -66,11 +66,12 @@ class FigureWriter:
             self.plan.timings.write += toc - mid
             self.written += 1
 
-    def write_chunk(self, chunk: Chunk) -> None:
+    def write_chunk(self, chunk: Chunk) -> list:
+        """Queue the chunk's figures; returns their futures (the caller waits when it likes)."""
         plan = self.plan
         figures = min(len(chunk.x0), plan.num_samples - chunk.first)
         if figures <= 0:
-            return
+            return []
         rows = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in chunk.rows}
         jobs = []
         for i in range(figures):
@@ -88,8 +89,7 @@ class FigureWriter:
                     jobs.append(
                         (figure_path(g, cond.name, layer), self._comparison(chunk, rows, i, s, layer))
                     )
-        for future in [self.pool.submit(self._job, rel, make) for rel, make in jobs]:
-            future.result()
+        return [self.pool.submit(self._job, rel, make) for rel, make in jobs]
 
     def _comparison(self, chunk: Chunk, rows: dict, i: int, s: int, layer: str):
         cond = self.plan.conditions[s]
@@ -140,6 +140,7 @@ def run_visualization(
     accs = PairAccumulators(plan)
     writer = FigureWriter(out, plan, grid_size=grid_size, norm=norm)
     rows: list[dict] = []
+    pending: list = []  # the previous chunk's figures: drawn while this chunk runs through the models
     bar = tqdm(total=plan.stats_samples, desc="visualize", unit="sample", disable=not progress)
     try:
         for chunk in iter_chunks(plan):
@@ -152,9 +153,13 @@ def run_visualization(
                     if (r["sample"] < plan.num_samples)
                     else None
                 )
-            writer.write_chunk(chunk)
+            for future in pending:
+                future.result()
+            pending = writer.write_chunk(chunk)
             rows += chunk.rows
             bar.update(len(chunk.x0))
+        for future in pending:
+            future.result()
     finally:
         bar.close()
         writer.close()

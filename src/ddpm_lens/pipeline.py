@@ -9,9 +9,11 @@ channel-correlation accumulators. Memory is bounded by the chunk, not by the num
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +55,11 @@ class LoadedModel:
     model: UNet
     config: Config
     weights: Weights
-    sha256: str
+    digest: Future  # the checkpoint file's SHA-256, hashed in a background thread
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.result()
 
     def describe(self) -> dict:
         return {
@@ -83,13 +89,22 @@ def load_pair(
     use_ema: bool,
     device: torch.device,
 ) -> list[LoadedModel]:
-    """Load both models (weights only, memory-mapped, built on the meta device)."""
+    """Load both models (weights only, memory-mapped, built on the meta device).
+
+    The SHA-256 of each file (for the manifest) is computed on a background thread: hashing
+    a 546 MB trainer file takes about a second, which then overlaps the single-threaded work.
+    """
     out = []
+    hasher = ThreadPoolExecutor(max_workers=1)
     for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
         weights = load_weights(ckpt, use_ema=use_ema)
         cfg = resolve_config(config, weights)
         model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
-        out.append(LoadedModel(key, label, model, cfg, weights, sha256_of(ckpt)))
+        weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
+        if device.type == "cpu":  # oneDNN convolutions run ~20 % faster on NHWC tensors
+            model = model.to(memory_format=torch.channels_last)
+        out.append(LoadedModel(key, label, model, cfg, weights, hasher.submit(sha256_of, ckpt)))
+    hasher.shutdown(wait=False)
     return out
 
 
@@ -132,11 +147,11 @@ def forward_layers(
 ) -> dict[str, np.ndarray]:
     """Activations {layer: (B, C, H, W) float32 numpy} in chunks of ``batch_size`` inputs."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format  # as load_pair
     for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
         with hooked(model, layers) as captured:
-            run_until(
-                model, x[start : start + batch_size].to(device), t[start : start + batch_size].to(device)
-            )
+            run_until(model, xb, t[start : start + batch_size].to(device))
         for name in layers:
             parts[name].append(captured[name].float().cpu().numpy())
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}

@@ -19,7 +19,6 @@ and the same with Y := X (or X := Y) for HSIC_u(K, K) and HSIC_u(L, L).
 """
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def linear_cka(X: np.ndarray, Y: np.ndarray, *, debiased: bool = True) -> float:
@@ -165,6 +164,8 @@ def assign_channels(corr: np.ndarray) -> dict:
     ``{"assignment": (K,) int64 column for each row, "correlation": (K,) float64 matched r,
     "mean_correlation": float}``.
     """
+    from scipy.optimize import linear_sum_assignment  # ~0.7 s to import: only when matching
+
     corr = np.asarray(corr, dtype=np.float64)
     k, c = corr.shape
     if k > c:

@@ -98,7 +98,7 @@ def compare_features(
     noisy: bool = True,
     labels: Sequence[str] = ("Baseline", "Curriculum"),
     threshold: float = 1e-3,
-    batch_size: int = 20,
+    batch_size: int = 10,
     match_channels: bool = False,
     device: str = "cpu",
 ) -> Comparison:

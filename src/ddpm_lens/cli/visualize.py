@@ -123,7 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="images for the statistics and CKA (default: --num_samples); streamed in batches",
     )
-    g.add_argument("--batch_size", type=int, default=20, help="inputs per forward pass (default: 20)")
+    g.add_argument("--batch_size", type=int, default=10, help="inputs per forward pass (default: 10)")
     g.add_argument(
         "--device", default="auto", help="auto, cpu, cuda or cuda:N; no CUDA falls back to the CPU"
     )
