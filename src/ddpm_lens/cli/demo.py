@@ -34,13 +34,13 @@ def demo_models() -> tuple[str, str]:
     from ddpm_lens.errors import UserError
 
     folder = files("ddpm_lens") / "demo"
-    paths = tuple(str(folder / f"{name}.safetensors") for name in ("baseline", "curriculum"))
-    missing = [p for p in paths if not (folder / p.rsplit("/", 1)[-1]).is_file()]
-    if missing:
-        raise UserError(
-            f"demo model {missing[0]} is missing from the package: run scripts/make_demo_models.sh"
-        )
-    return paths
+    paths = []
+    for name in ("baseline", "curriculum"):
+        path = folder / f"{name}.safetensors"
+        if not path.is_file():
+            raise UserError(f"demo model {path} is missing from the package: run scripts/make_demo_models.sh")
+        paths.append(str(path))
+    return paths[0], paths[1]
 
 
 def run(args: argparse.Namespace) -> int:
