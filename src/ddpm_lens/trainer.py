@@ -36,7 +36,6 @@ with a :class:`UserError` naming the step, and no checkpoint is written after it
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import math
 import os
@@ -49,13 +48,11 @@ import torch
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
 
 from ddpm_lens import __version__
-from ddpm_lens.atomic import atomic_path, write_text
+from ddpm_lens.atomic import atomic_path
 from ddpm_lens.checkpoint import (
     checkpoint_name,
-    parse_epoch,
     read_checkpoint,
     save_checkpoint,
     strip_prefixes,
@@ -64,13 +61,14 @@ from ddpm_lens.config import Config, save_config
 from ddpm_lens.data import to_uint8
 from ddpm_lens.diffusion import GaussianDiffusion
 from ddpm_lens.distributed import DistInfo, barrier, is_main, mean_over_ranks
+from ddpm_lens.ema import EMA
 from ddpm_lens.errors import UserError, warn
 from ddpm_lens.grid import image_grid
+from ddpm_lens.run_files import RunLog
 from ddpm_lens.timesteps import build_timestep_sampler
 from ddpm_lens.unet import build_unet
 
 SAMPLE_STEPS = 50  # DDIM steps of the sample grids
-LOG_FIELDS = ("step", "epoch", "loss", "lr", "stage", "t_lo", "t_hi")
 # Keys of the config that a resumed run must share with its checkpoint.
 RESUME_SECTIONS = ("model", "diffusion", "curriculum")
 
@@ -79,43 +77,6 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     """A 63-bit seed for (run seed, global step, stream); stream 0 is shared by all ranks."""
     digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
-
-
-class EMA:
-    """ddpm-torch's exponential moving average of the parameters, keyed by parameter name.
-
-    ``num_updates`` starts at -1 and is incremented before each update, whose decay is
-    ``min(decay, (1 + n) / (10 + n))``.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.num_updates = -1
-        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        self._params = [p for _, p in named]
-        self.shadow = {k: p.detach().clone() for k, p in named}
-        self._shadow = list(self.shadow.values())
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.num_updates += 1
-        n = self.num_updates
-        decay = min(self.decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(self._shadow, [p.detach() for p in self._params], 1.0 - decay)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": self.shadow, "num_updates": self.num_updates}
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        shadow = strip_prefixes(state["shadow"])
-        if set(shadow) != set(self.shadow):
-            raise UserError(
-                "the checkpoint's EMA weights do not match the model; resume with the run's config"
-            )
-        for k, v in self.shadow.items():
-            v.copy_(shadow[k])
-        self.num_updates = int(state["num_updates"])
 
 
 class GlobalBatches(Sampler[list[int]]):
@@ -158,117 +119,6 @@ class StepRecord:
     stage: int
     t_lo: int
     t_hi: int
-
-
-class RunLog:
-    """Rank 0's per-step CSV, optional TensorBoard scalars, and the progress bar."""
-
-    def __init__(self, run_dir: Path, *, start_step: int, total_steps: int, progress: bool, desc: str):
-        self.path = run_dir / "train_log.csv"
-        kept = _log_rows_before(self.path, start_step)
-        write_text(self.path, "".join(",".join(map(str, r)) + "\n" for r in [LOG_FIELDS, *kept]))
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
-        self._csv = csv.writer(self._file, lineterminator="\n")
-        self._tb = _tensorboard(run_dir / "tensorboard")
-        self._bar = tqdm(
-            total=total_steps,
-            initial=start_step,
-            desc=desc,
-            unit="step",
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-
-    def write(self, rows: list[tuple]) -> None:
-        """Rows in LOG_FIELDS order, appended and flushed."""
-        self._csv.writerows(rows)
-        self._file.flush()
-        if self._tb is not None:
-            for step, _, loss, lr, stage, _, _ in rows:
-                self._tb.add_scalar("train/loss", loss, step)
-                self._tb.add_scalar("train/lr", lr, step)
-                self._tb.add_scalar("train/stage", stage, step)
-        step, _, loss, lr, stage, _, _ = rows[-1]
-        self._bar.set_postfix(step=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", stage=stage, refresh=False)
-        self._bar.update(len(rows))
-
-    def close(self) -> None:
-        self._bar.close()
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()
-
-
-def _log_rows_before(path: Path, step: int) -> list[list[str]]:
-    """Rows of an existing log whose step is below ``step`` (work after the resumed checkpoint is dropped)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return [r for r in rows[1:] if len(r) == len(LOG_FIELDS) and r[0].isdigit() and int(r[0]) < step]
-
-
-def _tensorboard(log_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(log_dir))
-
-
-def find_latest_checkpoint(run_dir: str | os.PathLike, name: str) -> Path | None:
-    """The complete checkpoint of run ``name`` with the most steps (then epoch, then time), or None.
-
-    Interrupted saves leave only hidden ``.tmp`` files, which never match; unreadable files are
-    skipped with a warning.
-    """
-    best, best_key = None, None
-    for path in Path(run_dir).glob(f"{name}_*.pt"):
-        try:
-            ckpt = read_checkpoint(path)
-        except UserError as exc:
-            warn(f"skipping {path}: {exc}")
-            continue
-        step = ckpt.get("step", -1) if isinstance(ckpt, dict) else -1
-        key = (step, parse_epoch(path) or 0, path.stat().st_mtime)
-        if best_key is None or key > best_key:
-            best, best_key = path, key
-    return best
-
-
-def prepare_run_dir(
-    run_dir: str | os.PathLike, name: str, *, resume: bool | str | None, main: bool
-) -> Path | None:
-    """The checkpoint to continue from (None: a fresh run), checking the run folder first.
-
-    ``resume``: None/False starts afresh and refuses a folder that already holds checkpoints of
-    ``name``; True picks the newest complete one; a path names the file. Rank 0 (``main``)
-    removes temp files left behind by interrupted saves.
-    """
-    run_dir = Path(run_dir)
-    if main:
-        stale = list(run_dir.glob(f".{name}_*.tmp"))
-        for tmp in stale:
-            tmp.unlink(missing_ok=True)
-        if stale:
-            warn(f"removed {len(stale)} partial checkpoint file(s) left by an interrupted save in {run_dir}")
-    if not resume:
-        existing = sorted(run_dir.glob(f"{name}_*.pt"))
-        if existing:
-            raise UserError(
-                f"{run_dir} already holds checkpoints of run '{name}' (e.g. {existing[-1].name}): "
-                "pass --resume to continue it, or a new --name"
-            )
-        return None
-    if resume is True:
-        latest = find_latest_checkpoint(run_dir, name)
-        if latest is None:
-            raise UserError(f"no checkpoint of run '{name}' in {run_dir} to resume: start without --resume")
-        return latest
-    path = Path(resume)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: pass an existing .pt file to --resume")
-    return path
 
 
 class Trainer:

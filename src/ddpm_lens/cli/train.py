@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.config import load_config, with_overrides
     from ddpm_lens.data import build_dataset
     from ddpm_lens.distributed import cleanup, init_distributed, is_main
-    from ddpm_lens.trainer import Trainer, prepare_run_dir
+    from ddpm_lens.run_files import prepare_run_dir
+    from ddpm_lens.trainer import Trainer
 
     cfg = load_config(args.config)
     cfg = with_overrides(
