@@ -140,8 +140,12 @@ def test_correlation_accumulator_matches_one_shot_and_feeds_assignment():
     acc = CorrelationAccumulator(6, 9)
     for chunk in np.array_split(np.arange(300), 7):
         acc.update(X[chunk], Y[chunk])
-    expected = np.array([[np.corrcoef(X[:, i], Y[:, j])[0, 1] if Y[:, j].std() > 0 else 0.0 for j in range(9)]
-                         for i in range(6)])
+    expected = np.array(
+        [
+            [np.corrcoef(X[:, i], Y[:, j])[0, 1] if Y[:, j].std() > 0 else 0.0 for j in range(9)]
+            for i in range(6)
+        ]
+    )
     np.testing.assert_allclose(acc.result(), expected, atol=1e-10)
     result = assign_channels(acc.result())
     np.testing.assert_array_equal(result["assignment"], perm)
