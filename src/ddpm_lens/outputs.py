@@ -10,8 +10,6 @@ GIL), one chunk of samples at a time.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import threading
@@ -24,6 +22,7 @@ from ddpm_lens.atomic import write_text
 from ddpm_lens.data import to_uint8
 from ddpm_lens.errors import UserError
 from ddpm_lens.pipeline import MODEL_KEYS, Chunk, PairAccumulators, Plan, iter_chunks, match_chunk
+from ddpm_lens.tables import csv_text
 
 STAT_COLUMNS = ("mean", "std", "mean_abs", "min", "max", "sparsity")
 
@@ -178,23 +177,6 @@ def run_visualization(
     }
 
 
-def _csv_text(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: _csv_value(c, r.get(c)) for c in columns})
-    return buf.getvalue()
-
-
-def _csv_value(column: str, v):
-    if isinstance(v, list):  # shape as CxHxW, channel lists space-separated
-        return ("x" if column == "shape" else " ").join(map(str, v))
-    if isinstance(v, float):
-        return repr(v)
-    return "" if v is None else v
-
-
 def stats_meta(plan: Plan) -> dict:
     return {
         "labels": [m.label for m in plan.models],
@@ -226,13 +208,13 @@ def write_stats(out: Path, plan: Plan, rows: list[dict]) -> None:
     if any("matched_corr" in r for r in rows):
         columns += ["matched_corr", "matched_channels"]
     columns.append("figure")
-    write_text(out / "stats.csv", _csv_text(rows, columns))
+    write_text(out / "stats.csv", csv_text(rows, columns))
     write_text(out / "stats.json", json.dumps({**stats_meta(plan), "rows": rows}, allow_nan=True) + "\n")
 
 
 def write_cka(out: Path, cka: list[dict]) -> None:
     columns = ["layer", "condition", "t", "n_samples", "n_examples", "cka_debiased", "cka_biased"]
-    write_text(out / "cka.csv", _csv_text(cka, columns))
+    write_text(out / "cka.csv", csv_text(cka, columns))
     write_text(
         out / "cka.json",
         json.dumps(

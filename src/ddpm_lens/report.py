@@ -20,8 +20,6 @@ Jinja2: no torch, and nothing here is imported by training code. Run it as
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import multiprocessing
@@ -38,6 +36,7 @@ from ddpm_lens import plots
 from ddpm_lens.atomic import write_text
 from ddpm_lens.errors import UserError
 from ddpm_lens.summary import CONFIDENCE, DEFAULT_STATS, EDGE_LAYERS, TEST_NAME, hypotheses, summarize
+from ddpm_lens.tables import csv_text
 
 SUMMARY_STATS = (*DEFAULT_STATS, "edge_energy", "autocorr")
 PLOT_ORDER = ("sparsity", "edge_energy", "autocorr", "mean_abs", "mean", "std")  # hypotheses' stats first
@@ -104,7 +103,7 @@ def build_report(
     labels = _labels(stats)
 
     written: dict[str, Path] = {}
-    written["summary.csv"] = _write(out / "summary.csv", _csv_text(summary_rows))
+    written["summary.csv"] = _write(out / "summary.csv", csv_text([_clean(r) for r in summary_rows]))
     written["summary.json"] = _write(
         out / "summary.json",
         _json_text(
@@ -212,18 +211,6 @@ def _clean(value):
 
 def _json_text(data) -> str:
     return json.dumps(_clean(data), indent=1, allow_nan=False, ensure_ascii=False) + "\n"
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow(
-            {k: "" if v is None else (repr(v) if isinstance(v, float) else v) for k, v in _clean(r).items()}
-        )
-    return buf.getvalue()
 
 
 def _write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
