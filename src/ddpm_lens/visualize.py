@@ -83,7 +83,7 @@ def compare_features(
     curriculum_ckpt: str,
     config_baseline: str | None = None,
     config_curriculum: str | None = None,
-    images: torch.Tensor | None = None,
+    images: torch.Tensor | Sequence[str] | None = None,
     dataset: str | None = None,
     data_dir: str | None = None,
     split: str = "test",
@@ -104,7 +104,8 @@ def compare_features(
 ) -> Comparison:
     """Both models' activations and statistics on the same inputs, in memory.
 
-    ``images`` (N, 3, H, W) in [-1, 1] overrides the dataset; otherwise the first
+    ``images`` ((N, 3, H, W) in [-1, 1], or image file paths, cropped and resized to the
+    baseline config's resolution) overrides the dataset; otherwise the first
     ``num_samples`` images of ``split`` of ``dataset`` (default: the baseline config's).
     """
     plan = build_plan(
@@ -265,8 +266,10 @@ def build_plan(
 
 
 def _image_source(images, dataset, data_dir, split, resolution, needed):
-    from ddpm_lens.data import build_dataset
+    from ddpm_lens.data import build_dataset, load_images
 
+    if images is not None and not torch.is_tensor(images):
+        images = load_images(images, resolution)  # file paths
     if images is not None:
         if images.dim() != 4 or images.shape[1] != 3:
             raise UserError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")

@@ -142,14 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     check_output_dir(args.output_dir)
-    images = None
-    if args.images:
-        from ddpm_lens.checkpoint import load_weights, resolve_config
-        from ddpm_lens.data import load_images
-
-        cfg = resolve_config(args.config_baseline, load_weights(args.baseline_ckpt, use_ema=args.use_ema))
-        images = load_images(args.images, cfg.dataset.resolution)
-    num_samples = args.num_samples or (len(images) if images is not None else 5)
+    num_samples = args.num_samples or (len(args.images) if args.images else 5)
     if args.stats_samples is not None and args.stats_samples < num_samples:
         raise UserError(
             f"--stats_samples {args.stats_samples} is below --num_samples {num_samples}: raise it"
@@ -159,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         curriculum_ckpt=args.curriculum_ckpt,
         config_baseline=args.config_baseline,
         config_curriculum=args.config_curriculum,
-        images=images,
+        images=args.images,
         dataset=args.dataset,
         data_dir=args.data_dir,
         split=args.split,
