@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # also works from a plain checkout
 
-from ddpm_lens.cli import main  # noqa: E402
+from ddpm_lens.cli import run_and_exit  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main(["visualize", *sys.argv[1:]]))
+    run_and_exit(["visualize", *sys.argv[1:]])

@@ -1,5 +1,5 @@
 """``python -m ddpm_lens ...`` runs the CLI (also under torchrun: ``torchrun -m ddpm_lens train``)."""
 
-from ddpm_lens.cli import main
+from ddpm_lens.cli import run_and_exit
 
-raise SystemExit(main())
+run_and_exit()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from ddpm_lens import __version__
@@ -77,3 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """The console script: :func:`main`, then leave without the interpreter's teardown.
+
+    Tearing down torch's modules at exit takes 0.6-1.4 s on a 2-core machine and does
+    nothing a finished command needs: when ``main`` returns, every file is renamed into
+    place and every thread and process pool is joined. Streams and logging are flushed
+    first. An exception from ``main`` (a bug) still ends the usual way, with its traceback.
+    """
+    code = main(argv)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
