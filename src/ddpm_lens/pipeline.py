@@ -10,12 +10,10 @@ channel-correlation accumulators. Memory is bounded by the chunk, not by the num
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from ddpm_lens import stats
 from ddpm_lens.checkpoint import Weights, load_weights, model_from_weights, resolve_config
 from ddpm_lens.config import Config
 from ddpm_lens.diffusion import GaussianDiffusion
+from ddpm_lens.digests import FileDigests
 from ddpm_lens.errors import UserError
 from ddpm_lens.features import hooked, run_until
 from ddpm_lens.similarity import CKAAccumulator, CorrelationAccumulator, assign_channels
@@ -73,14 +72,6 @@ class LoadedModel:
         }
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_pair(
     *,
     ckpts: Sequence[str],
@@ -88,14 +79,15 @@ def load_pair(
     labels: Sequence[str],
     use_ema: bool,
     device: torch.device,
+    digests: FileDigests | None = None,
 ) -> list[LoadedModel]:
     """Load both models (weights only, memory-mapped, built on the meta device).
 
-    The SHA-256 of each file (for the manifest) is computed on a background thread: hashing
-    a 546 MB trainer file takes about a second, which then overlaps the single-threaded work.
+    The SHA-256 of each file (for the manifest) comes from ``digests``, which the caller may
+    have started before importing torch; without it, hashing starts here, in the background.
     """
     out = []
-    hasher = ThreadPoolExecutor(max_workers=1)
+    hasher = digests or FileDigests()
     for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
         weights = load_weights(ckpt, use_ema=use_ema)
         cfg = resolve_config(config, weights)
@@ -103,8 +95,8 @@ def load_pair(
         weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
         if device.type == "cpu":  # oneDNN convolutions run ~20 % faster on NHWC tensors
             model = model.to(memory_format=torch.channels_last)
-        out.append(LoadedModel(key, label, model, cfg, weights, hasher.submit(sha256_of, ckpt)))
-    hasher.shutdown(wait=False)
+        out.append(LoadedModel(key, label, model, cfg, weights, hasher.future(ckpt)))
+    hasher.close()
     return out
 
 

@@ -202,6 +202,7 @@ def build_plan(
     threshold,
     batch_size,
     device,
+    digests=None,
 ) -> Plan:
     """Load the models and inputs and check the request; every error is raised before any work."""
     from ddpm_lens.devices import pick_device
@@ -221,6 +222,7 @@ def build_plan(
         labels=labels,
         use_ema=use_ema,
         device=dev,
+        digests=digests,
     )
     names = check_request(
         models, timesteps=timesteps, layers=layers, num_channels=num_channels, grid_size=grid_size

@@ -18,6 +18,7 @@ test) of the baseline config's dataset; --dataset synthetic-faces needs no data 
 from __future__ import annotations
 
 import argparse
+import os
 
 from ddpm_lens.cli._flags import add_ema_flags
 
@@ -135,12 +136,17 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    from ddpm_lens.digests import FileDigests
+
+    started = time.perf_counter()
+    # Hash the checkpoints for the manifest on the second core while torch is imported below.
+    digests = FileDigests(p for p in (args.baseline_ckpt, args.curriculum_ckpt) if os.path.isfile(p))
+
     from ddpm_lens.errors import UserError
     from ddpm_lens.manifest import build_manifest
     from ddpm_lens.outputs import check_output_dir, run_readme, write_manifest
     from ddpm_lens.visualize import build_plan
 
-    started = time.perf_counter()
     check_output_dir(args.output_dir)
     num_samples = args.num_samples or (len(args.images) if args.images else 5)
     if args.stats_samples is not None and args.stats_samples < num_samples:
@@ -170,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         device=args.device,
+        digests=digests,
     )
     from ddpm_lens.outputs import run_visualization
 
