@@ -5,9 +5,12 @@ import pytest
 
 from ddpm_lens.stats import (
     batch_layer_stats,
+    channel_summary,
     edge_energy,
+    gradient_energy,
     layer_stats,
     percentile_normalize,
+    percentile_scale,
     spatial_autocorrelation,
     top_variance_channels,
 )
@@ -76,16 +79,27 @@ def test_batch_stats_without_shown_and_with_one_shared_index_set():
         batch_layer_stats(acts, shown=np.zeros((3, 1), dtype=int))
 
 
-def test_percentile_normalize_uses_2_98_range_and_falls_back_to_min_max():
+def test_percentile_normalize_uses_2_98_range_and_thresholds_a_collapsed_one():
     ramp = np.arange(100, dtype=np.float64).reshape(1, 10, 10)
     u = percentile_normalize(ramp)
     lo, hi = np.percentile(ramp, [2, 98])
+    assert u.dtype == np.float32
     assert u[0, 0, 0] == 0.0 and u[0, -1, -1] == 1.0
-    assert u[0, 5, 0] == pytest.approx((50 - lo) / (hi - lo))
+    assert u[0, 5, 0] == pytest.approx((50 - lo) / (hi - lo), rel=1e-6)
     spiky = np.zeros((1, 10, 10))
-    spiky[0, 0, :2] = 4.0  # 98 % zeros: the percentile range collapses
-    np.testing.assert_array_equal(percentile_normalize(spiky), spiky / 4.0)
+    spiky[0, 0, 0], spiky[0, 0, 1] = 2.0, -4.0  # 98 % zeros: 2nd and 98th percentiles are both 0
+    assert np.percentile(spiky, 2) == np.percentile(spiky, 98) == 0.0
+    expected = (spiky > 0).astype(np.float32)  # the limit of the ramp: above the value 1, else 0
+    np.testing.assert_array_equal(percentile_normalize(spiky), expected)
     assert not np.any(percentile_normalize(np.full((1, 3, 3), 7.0)))
+
+
+def test_percentile_scale_returns_the_ranges_it_used():
+    maps = np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32)
+    normed, ranges = percentile_scale(maps)
+    np.testing.assert_allclose(ranges, np.percentile(maps.reshape(3, -1), [2, 98], axis=1).T, rtol=1e-6)
+    np.testing.assert_array_equal(normed, percentile_normalize(maps))
+    np.testing.assert_array_equal(gradient_energy(normed), edge_energy(maps))
 
 
 def test_edge_energy_hand_values_constant_checkerboard_and_ramp():
@@ -129,3 +143,22 @@ def test_shape_errors_name_the_argument():
         top_variance_channels(np.zeros((2, 2)), 1)
     with pytest.raises(ValueError, match="k must be"):
         top_variance_channels(np.zeros((2, 2, 2)), -1)
+
+
+def test_channel_summary_is_the_same_for_nchw_and_channels_last_memory():
+    rng = np.random.default_rng(3)
+    nchw = (
+        rng.normal(size=(2, 6, 5, 4)) * [[[[1.0]], [[0.1]], [[3.0]], [[0.0]], [[2.0]], [[1e-4]]]] + 7.0
+    ).astype(np.float32)
+    nhwc = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # same values, NHWC memory
+    assert not nhwc.flags.c_contiguous
+    a, b = channel_summary(nchw), channel_summary(nhwc)
+    for field in ("mean", "var", "mean_abs", "small", "min", "max"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    ref = nchw.astype(np.float64).reshape(2, 6, -1)
+    np.testing.assert_allclose(a.var, ref.var(axis=2), rtol=1e-5, atol=1e-12)
+    assert a.top_channels(2).tolist() == [[2, 4], [2, 4]]
+    # pooled over a subset == computed directly on that subset
+    pooled = a.pooled(np.array([[0, 2], [5, 1]]))
+    np.testing.assert_allclose(pooled["std"], [ref[0, [0, 2]].std(), ref[1, [5, 1]].std()], rtol=1e-6)
+    np.testing.assert_allclose(pooled["mean"], [ref[0, [0, 2]].mean(), ref[1, [5, 1]].mean()], rtol=1e-12)

@@ -91,13 +91,18 @@ def load_pair(
     for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
         weights = load_weights(ckpt, use_ema=use_ema)
         cfg = resolve_config(config, weights)
-        model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
+        model = model_from_weights(
+            weights, cfg.model, config_name=cfg.source, device=device, memory_format=_layout(device)
+        )
         weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
-        if device.type == "cpu":  # oneDNN convolutions run ~20 % faster on NHWC tensors
-            model = model.to(memory_format=torch.channels_last)
         out.append(LoadedModel(key, label, model, cfg, weights, hasher.future(ckpt)))
     hasher.close()
     return out
+
+
+def _layout(device: torch.device) -> torch.memory_format:
+    """Weights and inputs in NHWC on the CPU, where oneDNN convolutions run ~20 % faster so."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
 def noise_for(seed: int, sample: int, t: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -139,7 +144,7 @@ def forward_layers(
 ) -> dict[str, np.ndarray]:
     """Activations {layer: (B, C, H, W) float32 numpy} in chunks of ``batch_size`` inputs."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format  # as load_pair
+    layout = _layout(device)
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
         with hooked(model, layers) as captured:
@@ -158,6 +163,8 @@ class Chunk:
     inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
     acts: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, C, H, W)
     shown: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K) channel indices
+    normed: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K, H, W) float32:
+    # the shown maps each scaled to its 2nd-98th percentile, as figures draw them (norm=channel)
     rows: list[dict]
 
 
@@ -206,33 +213,47 @@ def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
         x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
         x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.seed)
         plan.timings.load += time.perf_counter() - tic
-        acts, shown, rows = {}, {}, []
+        acts, shown, normed, rows = {}, {}, {}, []
         for m in plan.models:
             tic = time.perf_counter()
             flat = forward_layers(m.model, x, t, plan.layers, batch_size=plan.batch_size, device=plan.device)
             plan.timings.forward += time.perf_counter() - tic
             tic = time.perf_counter()
-            acts[m.key], shown[m.key] = {}, {}
+            acts[m.key], shown[m.key], normed[m.key] = {}, {}, {}
             for layer, a in flat.items():
-                idx = stats.batch_top_variance_channels(a, plan.num_channels)  # (n*S, K)
+                summary = stats.channel_summary(a, plan.threshold)
+                idx = summary.top_channels(plan.num_channels)  # (n*S, K)
+                maps = np.stack([a[j][idx[j]] for j in range(len(a))])  # (n*S, K, H, W)
+                u = stats.percentile_scale(maps.reshape(-1, *maps.shape[2:]))[0].reshape(maps.shape)
                 acts[m.key][layer] = a.reshape(count, n_cond, *a.shape[1:])
                 shown[m.key][layer] = idx.reshape(count, n_cond, -1)
-                rows += _rows(plan, m.key, layer, a, idx, first)
+                normed[m.key][layer] = u.reshape(count, n_cond, *u.shape[1:])
+                rows += _rows(plan, m.key, layer, a.shape[1:], summary, idx, maps, u, first)
             plan.timings.stats += time.perf_counter() - tic
-        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, rows)
+        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, normed, rows)
 
 
-def _rows(plan: Plan, key: str, layer: str, a: np.ndarray, idx: np.ndarray, first: int) -> list[dict]:
-    """Statistics rows for one model and layer over a chunk; ``a`` (n*S, C, H, W)."""
-    s = stats.batch_layer_stats(a, shown=idx, threshold=plan.threshold)
-    maps = np.take_along_axis(a, idx[:, :, None, None], axis=1)  # (n*S, K, H, W)
+def _rows(
+    plan: Plan,
+    key: str,
+    layer: str,
+    shape: tuple[int, ...],
+    summary: stats.ChannelSummary,
+    idx: np.ndarray,
+    maps: np.ndarray,
+    normed: np.ndarray,
+    first: int,
+) -> list[dict]:
+    """Statistics rows for one model and layer over a chunk of n*S inputs: ``idx`` (n*S, K)
+    shown channels, ``maps`` (n*S, K, H, W) their activations and ``normed`` the same
+    scaled for display."""
+    s = stats.batch_layer_stats(shown=idx, summary=summary)
     k = maps.shape[1]
-    flat = maps.reshape(-1, *maps.shape[2:])
-    edge = stats.edge_energy(flat).reshape(-1, k).mean(axis=1)
-    auto = stats.spatial_autocorrelation(flat).reshape(-1, k).mean(axis=1)
+    edge = stats.gradient_energy(normed.reshape(-1, *normed.shape[2:])).reshape(-1, k).mean(axis=1)
+    auto = stats.spatial_autocorrelation(maps.reshape(-1, *maps.shape[2:])).reshape(-1, k).mean(axis=1)
     n_cond = len(plan.conditions)
     out = []
-    for j in range(len(a)):
+    for j in range(len(idx)):
         sample, cond = first + j // n_cond, plan.conditions[j % n_cond]
         row = {
             "sample": sample,
@@ -240,7 +261,7 @@ def _rows(plan: Plan, key: str, layer: str, a: np.ndarray, idx: np.ndarray, firs
             "t": cond.t,
             "layer": layer,
             "model": key,
-            "shape": list(a.shape[1:]),
+            "shape": list(shape),
         }
         row.update({name: float(v[j]) for name, v in s.items()})
         row.update(

@@ -8,8 +8,11 @@ N for a batch of images and K for a set of selected maps.
 - :func:`layer_stats` / :func:`batch_layer_stats` give the numbers printed above a figure
   (mean, std, mean |x|, min, max, sparsity), for all channels and for the shown ones.
 - :func:`edge_energy` and :func:`spatial_autocorrelation` score how sharp and how
-  structured the maps are; :func:`percentile_normalize` is the display scaling they use.
+  structured the maps are; :func:`percentile_scale` is the display scaling that the
+  figures and the edge score share.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,11 +33,85 @@ def top_variance_channels(act: np.ndarray, k: int) -> np.ndarray:
 
 def batch_top_variance_channels(acts: np.ndarray, k: int) -> np.ndarray:
     """:func:`top_variance_channels` for each image of ``acts`` (N, C, H, W): (N, min(k, C)) int64."""
+    return channel_summary(acts).top_channels(k)
+
+
+@dataclass(frozen=True)
+class ChannelSummary:
+    """Per image and channel moments of activations (N, C, H, W), each (N, C).
+
+    Every statistic of a layer, over all its channels or over any subset of them, follows
+    from these without reading the activations again: pooled over K channels of M = H*W
+    values each, the mean is the mean of the channel means and the variance is the mean
+    of the channel variances plus the variance of the channel means (the exact decomposition
+    for equal counts). :func:`channel_summary` computes them in one sweep.
+    """
+
+    size: int  # M = H*W values per channel
+    mean: np.ndarray  # float64
+    var: np.ndarray  # float64, population (ddof=0)
+    mean_abs: np.ndarray  # float64
+    small: np.ndarray  # int64, how many |x| < threshold
+    min: np.ndarray  # float64
+    max: np.ndarray  # float64
+
+    def top_channels(self, k: int) -> np.ndarray:
+        """(N, min(k, C)) int64: channels by variance, largest first, ties to the lower index."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        return np.argsort(-self.var, axis=1, kind="stable")[:, : min(k, self.var.shape[1])].astype(np.int64)
+
+    def pooled(self, channels: np.ndarray | None = None) -> dict:
+        """The six statistics of ``STAT_NAMES`` per image, (N,) float64 each, over all channels
+        or over ``channels`` (N, K) (one index set per image)."""
+        fields = ("mean", "var", "mean_abs", "small", "min", "max")
+        if channels is None:
+            mean, var, mean_abs, small, lo, hi = (getattr(self, f) for f in fields)
+        else:
+            mean, var, mean_abs, small, lo, hi = (
+                np.take_along_axis(getattr(self, f), channels, axis=1) for f in fields
+            )
+        pooled_mean = mean.mean(axis=1)
+        spread = np.square(mean - pooled_mean[:, None]).mean(axis=1)
+        return {
+            "mean": pooled_mean,
+            "std": np.sqrt(np.maximum(var.mean(axis=1) + spread, 0.0)),
+            "mean_abs": mean_abs.mean(axis=1),
+            "min": lo.min(axis=1),
+            "max": hi.max(axis=1),
+            "sparsity": small.sum(axis=1) / (small.shape[1] * self.size),
+        }
+
+
+def channel_summary(acts: np.ndarray, threshold: float = SPARSITY_THRESHOLD) -> ChannelSummary:
+    """The :class:`ChannelSummary` of ``acts`` (N, C, H, W), float32 or float64.
+
+    Reads the activations as (N, H*W, C), a view for both NCHW and NHWC (channels-last)
+    memory, so each pass is one streaming sweep with channels innermost; sums accumulate in
+    float64. The variance is taken about each channel's mean (two passes), free of the
+    cancellation of E[x^2] - E[x]^2. Memory: one temporary the size of ``acts``.
+    """
     acts = _as_float(acts, ndim=4, name="acts")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    var = acts.reshape(acts.shape[0], acts.shape[1], -1).var(axis=2, dtype=np.float64)  # (N, C)
-    return np.argsort(-var, axis=1, kind="stable")[:, : min(k, acts.shape[1])].astype(np.int64)
+    n, c, h, w = acts.shape
+    x = np.moveaxis(acts, 1, -1).reshape(n, h * w, c)  # (N, M, C)
+    m = h * w
+    scratch = np.abs(x)
+    mean_abs = scratch.sum(axis=1, dtype=np.float64) / m
+    small = np.count_nonzero(np.less(scratch, threshold, out=np.empty(x.shape, dtype=bool)), axis=1)
+    mean = x.sum(axis=1, dtype=np.float64) / m
+    np.subtract(x, mean[:, None, :].astype(x.dtype), out=scratch)
+    residual = scratch.sum(axis=1, dtype=np.float64) / m  # ~0: what rounding the mean left
+    np.square(scratch, out=scratch)
+    var = scratch.sum(axis=1, dtype=np.float64) / m - residual**2
+    return ChannelSummary(
+        size=m,
+        mean=mean,
+        var=np.maximum(var, 0.0),
+        mean_abs=mean_abs,
+        small=small.astype(np.int64),
+        min=x.min(axis=1).astype(np.float64),
+        max=x.max(axis=1).astype(np.float64),
+    )
 
 
 def layer_stats(act: np.ndarray, *, shown, threshold: float = SPARSITY_THRESHOLD) -> dict:
@@ -50,52 +127,37 @@ def layer_stats(act: np.ndarray, *, shown, threshold: float = SPARSITY_THRESHOLD
     return {key: float(value[0]) for key, value in batch.items()}
 
 
-def batch_layer_stats(acts: np.ndarray, *, shown=None, threshold: float = SPARSITY_THRESHOLD) -> dict:
+def batch_layer_stats(
+    acts: np.ndarray | None = None,
+    *,
+    shown=None,
+    threshold: float = SPARSITY_THRESHOLD,
+    summary: ChannelSummary | None = None,
+) -> dict:
     """:func:`layer_stats` for a batch ``acts`` (N, C, H, W), vectorised over N.
 
     ``shown`` is None (dataset-scale statistics: only the six all-channel keys), one index
     set (K,) used for every image, or one per image (N, K). Returns a dict of float64
-    arrays (N,). Memory: one temporary the size of ``acts`` (in its own dtype), reused for
-    every statistic, plus a boolean mask; float32 input is never copied to float64 whole.
+    arrays (N,). A caller that already has the :func:`channel_summary` of ``acts`` (made
+    with the same threshold) passes it as ``summary`` instead of ``acts``.
     """
-    acts = _as_float(acts, ndim=4, name="acts")
-    out = _flat_stats(acts.reshape(acts.shape[0], -1), threshold)
+    if summary is None:
+        summary = channel_summary(acts, threshold)
+    out = summary.pooled()
     if shown is None:
         return out
+    n, c = summary.mean.shape
     idx = np.asarray(shown)
     if idx.ndim == 1:
-        idx = np.broadcast_to(idx, (acts.shape[0], idx.shape[0]))
-    if idx.ndim != 2 or idx.shape[0] != acts.shape[0] or idx.shape[1] == 0:
-        raise ValueError(f"shown must be (K,) or (N, K) with K >= 1 and N={acts.shape[0]}, got {idx.shape}")
+        idx = np.broadcast_to(idx, (n, idx.shape[0]))
+    if idx.ndim != 2 or idx.shape[0] != n or idx.shape[1] == 0:
+        raise ValueError(f"shown must be (K,) or (N, K) with K >= 1 and N={n}, got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer):
         raise ValueError(f"shown must hold integer channel indices, got dtype {idx.dtype}")
-    picked = np.take_along_axis(acts, idx[:, :, None, None], axis=1)  # (N, K, H, W)
-    shown_stats = _flat_stats(picked.reshape(acts.shape[0], -1), threshold)
-    out.update({"shown_" + key: value for key, value in shown_stats.items()})
+    if idx.min() < -c or idx.max() >= c:
+        raise ValueError(f"shown holds channel indices outside [0, {c})")
+    out.update({"shown_" + key: value for key, value in summary.pooled(idx).items()})
     return out
-
-
-def _flat_stats(x: np.ndarray, threshold: float) -> dict:
-    """The six statistics of each row of ``x`` (N, M), each a float64 array (N,)."""
-    m = x.shape[1]
-    scratch = np.abs(x)  # (N, M), reused below
-    mean_abs = scratch.mean(axis=1, dtype=np.float64)
-    sparsity = np.count_nonzero(scratch < threshold, axis=1) / m
-    mean = x.mean(axis=1, dtype=np.float64)
-    # Variance on data shifted by the (rounded) mean: var = E[d^2] - E[d]^2 with d = x - m',
-    # exact for any shift m' and free of the cancellation of E[x^2] - E[x]^2.
-    np.subtract(x, mean[:, None].astype(x.dtype), out=scratch)
-    shift_mean = scratch.mean(axis=1, dtype=np.float64)
-    np.square(scratch, out=scratch)
-    var = scratch.mean(axis=1, dtype=np.float64) - shift_mean**2
-    return {
-        "mean": mean,
-        "std": np.sqrt(np.maximum(var, 0.0)),
-        "mean_abs": mean_abs,
-        "min": x.min(axis=1).astype(np.float64),
-        "max": x.max(axis=1).astype(np.float64),
-        "sparsity": sparsity.astype(np.float64),
-    }
 
 
 def percentile_range(values: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
@@ -114,25 +176,48 @@ def percentile_range(values: np.ndarray, low_pct: float, high_pct: float) -> np.
     return a + (b - a) * (pos - below)
 
 
-def percentile_normalize(maps: np.ndarray, *, dtype=np.float64) -> np.ndarray:
+def scale_to_unit(maps: np.ndarray, low, high) -> np.ndarray:
+    """``(maps - low) / (high - low)`` clipped to [0, 1], as float32; low/high broadcast.
+
+    Where high == low (more than 96 % of a map sharing one value, for the 2nd-98th
+    percentile range) the map is thresholded at that value, the limit of the ramp: above it
+    1, else 0. A constant map is therefore all 0, never NaN. Figures and structure scores
+    both scale maps through this one function.
+    """
+    low = np.asarray(low, dtype=np.float32)
+    high = np.asarray(high, dtype=np.float32)
+    span = high - low
+    flat = span <= 0
+    inv = 1 / np.where(flat, np.float32(1), span)
+    out = np.subtract(maps, low, dtype=np.float32)
+    out *= np.where(flat, np.float32(0), inv)
+    np.clip(out, 0, 1, out=out)
+    if flat.any():
+        out[np.broadcast_to(flat, out.shape) & (maps > high)] = 1
+    return out
+
+
+def percentile_scale(
+    maps: np.ndarray, low_pct: float = PERCENTILE_RANGE[0], high_pct: float = PERCENTILE_RANGE[1]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each map of ``maps`` (K, H, W) scaled to [0, 1] between its own percentiles.
+
+    Returns ``(normed, ranges)``: normed (K, H, W) float32 from :func:`scale_to_unit`,
+    ranges (K, 2) float64 the (low, high) percentile values used.
+    """
+    flat = maps.reshape(maps.shape[0], -1)  # (K, H*W), in the input's dtype: sorting float32 is faster
+    ranges = percentile_range(flat, low_pct, high_pct)
+    return scale_to_unit(maps, ranges[:, 0, None, None], ranges[:, 1, None, None]), ranges
+
+
+def percentile_normalize(maps: np.ndarray) -> np.ndarray:
     """Scale each map of ``maps`` (K, H, W) to [0, 1] the way figures display it.
 
     ``(x - p2) / (p98 - p2)`` clipped to [0, 1], with p2, p98 the map's own 2nd and 98th
-    percentiles. If that range is empty (over 96 % of the pixels share one value) the
-    map's min-max range is used instead; a constant map becomes all zeros.
-    Returns (K, H, W) in ``dtype`` (float32 halves the memory traffic on big batches).
+    percentiles; where they coincide, the map is thresholded at that value (see
+    :func:`scale_to_unit`). Returns (K, H, W) float32.
     """
-    maps = _as_float(maps, ndim=3, name="maps")
-    flat = maps.reshape(maps.shape[0], -1)  # (K, H*W), in the input's dtype: sorting float32 is faster
-    lo, hi = percentile_range(flat, *PERCENTILE_RANGE).T  # (K,), (K,) float64
-    collapsed = hi <= lo
-    lo = np.where(collapsed, flat.min(axis=1), lo)
-    hi = np.where(collapsed, flat.max(axis=1), hi)
-    span = hi - lo
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    u = maps.astype(dtype) - lo.astype(dtype)[:, None, None]
-    u *= scale.astype(dtype)[:, None, None]
-    return np.clip(u, 0.0, 1.0, out=u)
+    return percentile_scale(_as_float(maps, ndim=3, name="maps"))[0]
 
 
 def edge_energy(maps: np.ndarray) -> np.ndarray:
@@ -146,8 +231,11 @@ def edge_energy(maps: np.ndarray) -> np.ndarray:
     In [0, 2]: 0 for a constant map, 2 for a one-pixel checkerboard. Higher = sharper,
     more edge-like responses. Returns float64 (K,).
     """
-    maps = _as_float(maps, ndim=3, name="maps")
-    u = percentile_normalize(maps, dtype=maps.dtype)  # (K, H, W); float32 stays float32
+    return gradient_energy(percentile_normalize(maps))
+
+
+def gradient_energy(u: np.ndarray) -> np.ndarray:
+    """:func:`edge_energy` of maps ``u`` (K, H, W) already scaled to [0, 1]; float64 (K,)."""
     energy = np.zeros(u.shape[0])
     for d in (u[:, :, 1:] - u[:, :, :-1], u[:, 1:, :] - u[:, :-1, :]):
         if d.size:
