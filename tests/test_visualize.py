@@ -118,6 +118,34 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
     assert np.array_equal(redrawn, on_disk)
 
 
+def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
+    assert main([*small_command(tiny_pair, tmp_path), "--match_channels"]) == 0
+    rows = json.loads((tmp_path / "stats.json").read_text())["rows"]
+    by_key = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in rows}
+    cmp = compare_features(
+        baseline_ckpt=str(tiny_pair[0]),
+        curriculum_ckpt=str(tiny_pair[1]),
+        config_baseline=str(ROOT / "configs/tiny.json"),
+        config_curriculum=str(ROOT / "configs/tiny_c.json"),
+        num_samples=2,
+        layers=["in_conv"],
+    )
+    s, sample = CONDITIONS.index("noisy_t900"), 1
+    base, cur = (by_key[(sample, "noisy_t900", "in_conv", k)] for k in ("baseline", "curriculum"))
+    assert cur["matched_channels"] != cur["shown_channels"]  # matching changed what is drawn
+    panels = [
+        render.Panel(label, cmp.activations[key]["in_conv"][sample, s][channels], row)
+        for key, label, row, channels in (
+            ("baseline", "Baseline", base, base["shown_channels"]),
+            ("curriculum", "Curriculum", cur, cur["matched_channels"]),
+        )
+    ]
+    note = f"Curriculum channels matched one-to-one to Baseline's (mean r={cur['matched_corr']:.2f})"
+    redrawn = render.comparison_figure(panels, title=f"in_conv | noisy_t900 | Sample {sample}", note=note)
+    with Image.open(tmp_path / f"sample_{sample}/noisy_t900/in_conv_baseline_vs_curriculum.png") as im:
+        assert np.array_equal(redrawn, np.asarray(im.convert("RGB")))
+
+
 def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
     import ddpm_lens.pipeline as vis
 

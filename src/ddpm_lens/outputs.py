@@ -93,18 +93,17 @@ class FigureWriter:
     def _comparison(self, chunk: Chunk, rows: dict, i: int, s: int, layer: str):
         cond = self.plan.conditions[s]
         g = chunk.first + i
-        matched = rows[(g, cond.name, layer, "curriculum")].get("matched_corr")
-        panels = []
-        for key, model in zip(MODEL_KEYS, self.plan.models):
-            row = rows[(g, cond.name, layer, key)]
-            idx = chunk.shown[key][layer][i, s]
-            # the pipeline's display scaling of the top-variance maps, unless matching reordered them
-            normed = chunk.normed[key][layer][i, s] if matched is None else None
-            panels.append(
-                render.Panel(
-                    model.label, chunk.acts[key][layer][i, s][idx], row, channels=idx.tolist(), normed=normed
-                )
+        panels = [
+            render.Panel(
+                model.label,
+                chunk.maps[key][layer][i, s],
+                rows[(g, cond.name, layer, key)],
+                channels=chunk.shown[key][layer][i, s].tolist(),
+                normed=chunk.normed[key][layer][i, s],
             )
+            for key, model in zip(MODEL_KEYS, self.plan.models)
+        ]
+        matched = rows[(g, cond.name, layer, "curriculum")].get("matched_corr")
         labels = [m.label for m in self.plan.models]
         note = (
             f"{labels[1]} channels matched one-to-one to {labels[0]}'s (mean r={matched:.2f})"
@@ -156,6 +155,7 @@ def run_visualization(
                     if (r["sample"] < plan.num_samples)
                     else None
                 )
+            chunk.acts = None  # the figures need only the shown maps: free the rest now
             for future in pending:
                 future.result()
             pending = writer.write_chunk(chunk)

@@ -161,10 +161,12 @@ class Chunk:
     first: int  # index of its first sample
     x0: torch.Tensor  # (n, 3, H, W) clean images in [-1, 1]
     inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
-    acts: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, C, H, W)
+    acts: dict[str, dict[str, np.ndarray]] | None  # model key -> layer -> (n, S, C, H, W); the
+    # writer drops them once the accumulators have seen them (figures need only the shown maps)
     shown: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K) channel indices
-    normed: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K, H, W) float32:
-    # the shown maps each scaled to its 2nd-98th percentile, as figures draw them (norm=channel)
+    maps: dict[str, dict[str, np.ndarray]]  # model key -> layer -> (n, S, K, H, W): those channels
+    normed: dict[str, dict[str, np.ndarray]]  # the same maps each scaled to its 2nd-98th
+    # percentile (float32), as figures draw them with norm="channel"
     rows: list[dict]
 
 
@@ -213,24 +215,33 @@ def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
         x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
         x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.seed)
         plan.timings.load += time.perf_counter() - tic
-        acts, shown, normed, rows = {}, {}, {}, []
+        acts, shown, maps, normed, rows = {}, {}, {}, {}, []
         for m in plan.models:
             tic = time.perf_counter()
             flat = forward_layers(m.model, x, t, plan.layers, batch_size=plan.batch_size, device=plan.device)
             plan.timings.forward += time.perf_counter() - tic
             tic = time.perf_counter()
-            acts[m.key], shown[m.key], normed[m.key] = {}, {}, {}
+            acts[m.key], shown[m.key], maps[m.key], normed[m.key] = {}, {}, {}, {}
             for layer, a in flat.items():
                 summary = stats.channel_summary(a, plan.threshold)
                 idx = summary.top_channels(plan.num_channels)  # (n*S, K)
-                maps = np.stack([a[j][idx[j]] for j in range(len(a))])  # (n*S, K, H, W)
-                u = stats.percentile_scale(maps.reshape(-1, *maps.shape[2:]))[0].reshape(maps.shape)
-                acts[m.key][layer] = a.reshape(count, n_cond, *a.shape[1:])
-                shown[m.key][layer] = idx.reshape(count, n_cond, -1)
-                normed[m.key][layer] = u.reshape(count, n_cond, *u.shape[1:])
-                rows += _rows(plan, m.key, layer, a.shape[1:], summary, idx, maps, u, first)
+                picked, u = shown_maps(a, idx)
+                rows += _rows(plan, m.key, layer, a.shape[1:], summary, idx, picked, u, first)
+                split = (count, n_cond)
+                acts[m.key][layer] = a.reshape(*split, *a.shape[1:])
+                shown[m.key][layer] = idx.reshape(*split, -1)
+                maps[m.key][layer] = picked.reshape(*split, *picked.shape[1:])
+                normed[m.key][layer] = u.reshape(*split, *u.shape[1:])
             plan.timings.stats += time.perf_counter() - tic
-        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, normed, rows)
+        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, maps, normed, rows)
+
+
+def shown_maps(a: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maps ``idx`` (B, K) picks out of ``a`` (B, C, H, W), and the same scaled for display:
+    (B, K, H, W) each, the second float32 in [0, 1] (:func:`stats.percentile_scale`)."""
+    picked = np.stack([a[j][idx[j]] for j in range(len(a))])  # a per-image gather beats take_along_axis
+    u = stats.percentile_scale(picked.reshape(-1, *picked.shape[2:]))[0].reshape(picked.shape)
+    return picked, u
 
 
 def _rows(
@@ -342,6 +353,8 @@ def match_chunk(chunk: Chunk, corr: dict[tuple[str, str], np.ndarray], plan: Pla
         for i in range(min(len(chunk.x0), plan.num_samples - chunk.first)):
             result = assign_channels(matrix[chunk.shown["baseline"][layer][i, s]])
             chunk.shown["curriculum"][layer][i, s] = result["assignment"]
+            picked, u = shown_maps(chunk.acts["curriculum"][layer][i, s][None], result["assignment"][None])
+            chunk.maps["curriculum"][layer][i, s], chunk.normed["curriculum"][layer][i, s] = picked[0], u[0]
             rows[(chunk.first + i, cname, layer)].update(
                 matched_channels=result["assignment"].tolist(), matched_corr=result["mean_correlation"]
             )
