@@ -308,6 +308,10 @@ def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
         ("missing-ckpt", "not found"),
         ("missing-config", "config .* not found"),
         ("mismatch", "does not fit config"),
+        # the curriculum checkpoint loads in the background: its errors must still be one line
+        ("curriculum-mismatch", "does not fit config"),
+        ("curriculum-garbage", "curriculum.pt"),
+        ("curriculum-missing", "not found"),
         ("timestep", r"timestep 1000 is outside \[0, 1000\)"),
         ("grid", "does not fit a 8x8 grid"),
         ("too-many-samples", "asked for 2000 samples"),
@@ -320,10 +324,14 @@ def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
 def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, tmp_path, capsys):
     out = tmp_path / "out"
     args = seed_command(tiny_pair, out)
+    (tmp_path / "curriculum.pt").write_bytes(np.random.default_rng(0).bytes(5000))
     swap = {
         "missing-ckpt": ("--baseline_ckpt", str(tmp_path / "nope.pt")),
         "missing-config": ("--config_curriculum", str(tmp_path / "nope.json")),
         "mismatch": ("--config_baseline", str(ROOT / "configs/celeba.json")),
+        "curriculum-mismatch": ("--config_curriculum", str(ROOT / "configs/celeba64_c.json")),
+        "curriculum-garbage": ("--curriculum_ckpt", str(tmp_path / "curriculum.pt")),
+        "curriculum-missing": ("--curriculum_ckpt", str(tmp_path / "nope.pt")),
         "timestep": ("--timesteps", "1000"),
         "grid": ("--num_channels", "65"),
         "too-many-samples": ("--num_samples", "2000"),
@@ -347,7 +355,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and __import__("re").search(message, errors[0]), err
-    assert not list(out.rglob("*.png")) if out.is_dir() else True
+    assert not [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else True
 
 
 def test_more_channels_than_a_layer_has_is_clipped_with_a_warning(tiny_pair, tmp_path, capsys):

@@ -60,9 +60,9 @@ class FigureWriter:
         mid = time.perf_counter()
         render.write_png(self.out / rel, array, palette=pal)
         toc = time.perf_counter()
+        self.plan.timings.add("render", mid - tic)
+        self.plan.timings.add("write", toc - mid)
         with self.lock:
-            self.plan.timings.render += mid - tic
-            self.plan.timings.write += toc - mid
             self.written += 1
 
     def write_chunk(self, chunk: Chunk) -> list:
@@ -170,7 +170,7 @@ def run_visualization(
     tic = time.perf_counter()
     write_stats(out, plan, rows)
     write_cka(out, cka)
-    plan.timings.write += time.perf_counter() - tic
+    plan.timings.add("write", time.perf_counter() - tic)
     return {
         "out": out,
         "figures": writer.written,

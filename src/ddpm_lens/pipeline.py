@@ -10,9 +10,10 @@ channel-correlation accumulators. Memory is bounded by the chunk, not by the num
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,13 +21,13 @@ import torch
 
 from ddpm_lens import stats
 from ddpm_lens.checkpoint import Weights, load_weights, model_from_weights, resolve_config
-from ddpm_lens.config import Config
+from ddpm_lens.config import Config, load_config
 from ddpm_lens.diffusion import GaussianDiffusion
 from ddpm_lens.digests import FileDigests
 from ddpm_lens.errors import UserError
 from ddpm_lens.features import hooked, run_until
 from ddpm_lens.similarity import CKAAccumulator, CorrelationAccumulator, assign_channels
-from ddpm_lens.unet import UNet
+from ddpm_lens.unet import UNet, build_unet
 
 MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
 
@@ -51,10 +52,19 @@ def make_conditions(timesteps: Sequence[int], *, clean: bool = True, noisy: bool
 class LoadedModel:
     key: str  # baseline | curriculum
     label: str  # panel heading
-    model: UNet
     config: Config
-    weights: Weights
+    structure: UNet  # the architecture, possibly on the meta device: what request checks read
+    loaded: Future  # -> (UNet with weights, Weights); the second model loads in the background
     digest: Future  # the checkpoint file's SHA-256, hashed in a background thread
+
+    @property
+    def model(self) -> UNet:
+        """The model with its weights (waits for a background load; re-raises its error)."""
+        return self.loaded.result()[0]
+
+    @property
+    def weights(self) -> Weights:
+        return self.loaded.result()[1]
 
     @property
     def sha256(self) -> str:
@@ -80,24 +90,58 @@ def load_pair(
     use_ema: bool,
     device: torch.device,
     digests: FileDigests | None = None,
+    timings: Timings | None = None,
 ) -> list[LoadedModel]:
     """Load both models (weights only, memory-mapped, built on the meta device).
 
-    The SHA-256 of each file (for the manifest) comes from ``digests``, which the caller may
-    have started before importing torch; without it, hashing starts here, in the background.
+    The first model loads here. The second, when its config file is given, is checked here
+    (config, architecture, file readable) and loads on a background thread: unpickling a
+    trainer file is Python work that overlaps the first model's forward pass (C++, GIL
+    released); ``LoadedModel.model`` waits for it, and a bad file's error surfaces there,
+    before any output is written. The SHA-256 of each file (for the manifest) comes from
+    ``digests``, which the caller may have started before importing torch.
     """
-    out = []
+    timings = timings or Timings()
     hasher = digests or FileDigests()
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+    out = []
     for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
-        weights = load_weights(ckpt, use_ema=use_ema)
-        cfg = resolve_config(config, weights)
-        model = model_from_weights(
-            weights, cfg.model, config_name=cfg.source, device=device, memory_format=_layout(device)
-        )
-        weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
-        out.append(LoadedModel(key, label, model, cfg, weights, hasher.future(ckpt)))
+        background = bool(out) and config is not None and _readable(ckpt)
+        if background:
+            cfg = load_config(config)
+            with torch.device("meta"):
+                structure = build_unet(cfg.model)
+            loaded = loader.submit(_load_weights, ckpt, config, use_ema, device, timings)
+        else:
+            loaded = Future()
+            loaded.set_result(_load_weights(ckpt, config, use_ema, device, timings))
+            structure, cfg = loaded.result()[0], loaded.result()[2]
+        out.append(LoadedModel(key, label, cfg, structure, loaded, hasher.future(ckpt)))
+    loader.shutdown(wait=False)
     hasher.close()
     return out
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False  # loaded in the foreground, which reports the problem
+
+
+def _load_weights(
+    ckpt: str, config: str | None, use_ema: bool, device: torch.device, timings: Timings
+) -> tuple[UNet, Weights, Config]:
+    tic = time.perf_counter()
+    weights = load_weights(ckpt, use_ema=use_ema)
+    cfg = resolve_config(config, weights)
+    model = model_from_weights(
+        weights, cfg.model, config_name=cfg.source, device=device, memory_format=_layout(device)
+    )
+    weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
+    timings.add("load", time.perf_counter() - tic)
+    return model, weights, cfg
 
 
 def _layout(device: torch.device) -> torch.memory_format:
@@ -172,14 +216,21 @@ class Chunk:
 
 @dataclass
 class Timings:
+    """Seconds per phase, summed over the threads that did the work."""
+
     load: float = 0.0
     forward: float = 0.0
     stats: float = 0.0
     render: float = 0.0
     write: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            setattr(self, phase, getattr(self, phase) + seconds)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.__dict__.items()}
+        return {k: round(getattr(self, k), 3) for k in ("load", "forward", "stats", "render", "write")}
 
 
 @dataclass
@@ -214,12 +265,12 @@ def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
         tic = time.perf_counter()
         x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
         x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.seed)
-        plan.timings.load += time.perf_counter() - tic
+        plan.timings.add("load", time.perf_counter() - tic)
         acts, shown, maps, normed, rows = {}, {}, {}, {}, []
         for m in plan.models:
             tic = time.perf_counter()
             flat = forward_layers(m.model, x, t, plan.layers, batch_size=plan.batch_size, device=plan.device)
-            plan.timings.forward += time.perf_counter() - tic
+            plan.timings.add("forward", time.perf_counter() - tic)
             tic = time.perf_counter()
             acts[m.key], shown[m.key], maps[m.key], normed[m.key] = {}, {}, {}, {}
             for layer, a in flat.items():
@@ -232,7 +283,7 @@ def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
                 shown[m.key][layer] = idx.reshape(*split, -1)
                 maps[m.key][layer] = picked.reshape(*split, *picked.shape[1:])
                 normed[m.key][layer] = u.reshape(*split, *u.shape[1:])
-            plan.timings.stats += time.perf_counter() - tic
+            plan.timings.add("stats", time.perf_counter() - tic)
         yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), acts, shown, maps, normed, rows)
 
 

@@ -34,6 +34,7 @@ from ddpm_lens.pipeline import (
     LoadedModel,
     PairAccumulators,
     Plan,
+    Timings,
     iter_chunks,
     load_pair,
     make_conditions,
@@ -69,9 +70,9 @@ def check_request(
                 f"timestep {bad[0]} is outside [0, {T}) of the {m.label} model: "
                 f"pass --timesteps between 0 and {T - 1}"
             )
-        resolved = resolve_layers(m.model, layers)
+        resolved = resolve_layers(m.structure, layers)
         names = resolved if names is None else [n for n in names if n in resolved]
-    missing = [n for n in resolve_layers(models[0].model, layers) if n not in names]
+    missing = [n for n in resolve_layers(models[0].structure, layers) if n not in names]
     if missing:
         raise UserError(f"layer {missing[0]} exists in only one of the two models; choose layers both have")
     return names
@@ -204,10 +205,14 @@ def build_plan(
     device,
     digests=None,
 ) -> Plan:
-    """Load the models and inputs and check the request; every error is raised before any work."""
+    """Load the models and inputs and check the request.
+
+    Every error is raised here, except a bad second checkpoint when its config is given: that
+    file loads in the background (see :func:`ddpm_lens.pipeline.load_pair`) and its error is
+    raised by the first forward pass that needs it, still before any output is written.
+    """
     from ddpm_lens.devices import pick_device
 
-    tic = time.perf_counter()
     if num_samples < 1:
         raise UserError(f"--num_samples must be at least 1, got {num_samples}")
     stats_samples = max(stats_samples or num_samples, num_samples)
@@ -216,6 +221,7 @@ def build_plan(
     if len(labels) != 2:
         raise UserError(f"--labels takes two names (baseline, curriculum), got {len(labels)}")
     dev = pick_device(device)
+    timings = Timings()
     models = load_pair(
         ckpts=(baseline_ckpt, curriculum_ckpt),
         configs=(config_baseline, config_curriculum),
@@ -223,16 +229,17 @@ def build_plan(
         use_ema=use_ema,
         device=dev,
         digests=digests,
+        timings=timings,
     )
     names = check_request(
         models, timesteps=timesteps, layers=layers, num_channels=num_channels, grid_size=grid_size
     )
     narrow = sorted(
         {
-            f"{layer} ({layer_channels(m.model)[layer]})"
+            f"{layer} ({layer_channels(m.structure)[layer]})"
             for m in models
             for layer in names
-            if layer_channels(m.model)[layer] < num_channels
+            if layer_channels(m.structure)[layer] < num_channels
         }
     )
     if narrow:
@@ -241,6 +248,7 @@ def build_plan(
     if models[1].config.diffusion != base_cfg.diffusion:
         warn("the two configs' diffusion settings differ; both models get inputs noised with the baseline's")
     resolution = base_cfg.dataset.resolution
+    tic = time.perf_counter()
     source = _image_source(
         images,
         dataset or base_cfg.dataset.name,
@@ -262,8 +270,9 @@ def build_plan(
         device=dev,
         diffusion=GaussianDiffusion.from_config(base_cfg.diffusion),
         images=source,
+        timings=timings,
     )
-    plan.timings.load += time.perf_counter() - tic
+    timings.add("load", time.perf_counter() - tic)  # the inputs; the loaders count their own time
     return plan
 
 
