@@ -351,14 +351,14 @@ class PairAccumulators:
                 continue
             self.positions[layer] = _positions(a[layer])
             for s, cond in enumerate(self.plan.conditions):
-                x, y = _example_rows(a[layer][:, s]), _example_rows(b[layer][:, s])
+                x, y = _example_rows(a[layer][:, s]), _example_rows(b[layer][:, s])  # (n, H*W, C)
                 key = (layer, cond.name)
                 if self.want_cka:
-                    self.cka.setdefault(key, CKAAccumulator(x.shape[1], y.shape[1])).update(x, y)
+                    self.cka.setdefault(key, CKAAccumulator(x.shape[-1], y.shape[-1])).update(x, y)
                 if self.match and chunk.first < self.plan.num_samples:
-                    n_fig = min(len(x), (self.plan.num_samples - chunk.first) * _positions(a[layer]))
-                    self.corr.setdefault(key, CorrelationAccumulator(x.shape[1], y.shape[1])).update(
-                        x[:n_fig], y[:n_fig]
+                    n_fig = self.plan.num_samples - chunk.first  # samples with figures in this chunk
+                    self.corr.setdefault(key, CorrelationAccumulator(x.shape[-1], y.shape[-1])).update(
+                        x[:n_fig].reshape(-1, x.shape[-1]), y[:n_fig].reshape(-1, y.shape[-1])
                     )
 
     def cka_rows(self) -> list[dict]:
@@ -387,8 +387,9 @@ class PairAccumulators:
 
 
 def _example_rows(act: np.ndarray) -> np.ndarray:
-    """(n, C, H, W) -> (n*H*W, C): every image position is one example."""
-    return np.moveaxis(act, 1, -1).reshape(-1, act.shape[1])
+    """(n, C, H, W) -> (n, H*W, C): every image position is one example (a view for
+    channels-last memory; the accumulators read the rows from it without a copy)."""
+    return np.moveaxis(act, 1, -1).reshape(act.shape[0], -1, act.shape[1])
 
 
 def _positions(act: np.ndarray) -> int:

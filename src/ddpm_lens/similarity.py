@@ -64,21 +64,26 @@ class CKAAccumulator:
         self._skk = self._sll = self._skl = 0.0  # sum_i k_i^2, sum_i l_i^2, sum_i k_i l_i
 
     def update(self, X: np.ndarray, Y: np.ndarray) -> None:
-        """Add paired rows X (b, p) and Y (b, q)."""
-        X = np.asarray(X, dtype=np.float64)
-        Y = np.asarray(Y, dtype=np.float64)
-        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+        """Add paired rows X (b, p) and Y (b, q).
+
+        Any leading shape works, e.g. (n, H*W, p) views of channels-last activations: the
+        rows are all leading positions, read once while being shifted into float64.
+        """
+        X, Y = np.asarray(X), np.asarray(Y)
+        if X.ndim < 2 or X.shape[:-1] != Y.shape[:-1]:
             raise ValueError(
                 f"X and Y must be (b, p) and (b, q) with the same b, got {X.shape} and {Y.shape}"
             )
-        if X.shape[1] != self.p or Y.shape[1] != self.q:
-            raise ValueError(f"expected {self.p} and {self.q} columns, got {X.shape[1]} and {Y.shape[1]}")
-        if X.shape[0] == 0:
+        if X.shape[-1] != self.p or Y.shape[-1] != self.q:
+            raise ValueError(f"expected {self.p} and {self.q} columns, got {X.shape[-1]} and {Y.shape[-1]}")
+        if X.size == 0:
             return
         if self._shift_x is None:
-            self._shift_x, self._shift_y = X.mean(axis=0), Y.mean(axis=0)
-        X = X - self._shift_x
-        Y = Y - self._shift_y
+            axes = tuple(range(X.ndim - 1))
+            self._shift_x = X.mean(axis=axes, dtype=np.float64)
+            self._shift_y = Y.mean(axis=axes, dtype=np.float64)
+        X = _shifted_rows(X, self._shift_x)
+        Y = _shifted_rows(Y, self._shift_y)
         k = np.einsum("ij,ij->i", X, X)  # (b,)
         l = np.einsum("ij,ij->i", Y, Y)  # (b,)
         self.n += X.shape[0]
@@ -134,6 +139,13 @@ class CKAAccumulator:
         ones_l = sb @ sb - s_kb  # 1^T L~ 1
         ones_kl = sa @ cross @ sb - ka_b @ sb - kb_a @ sa + s_ka_kb  # 1^T K~ L~ 1
         return (trace + ones_k * ones_l / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * ones_kl) / (n * (n - 3))
+
+
+def _shifted_rows(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """(..., p) -> (rows, p) float64 ``x - shift``, in one pass (the subtraction casts)."""
+    out = np.empty(x.shape, dtype=np.float64)
+    np.subtract(x, shift, out=out)
+    return out.reshape(-1, x.shape[-1])
 
 
 def _centred_frobenius_sq(cross: np.ndarray, sa: np.ndarray, sb: np.ndarray, n: int) -> float:
