@@ -150,3 +150,17 @@ def test_correlation_accumulator_matches_one_shot_and_feeds_assignment():
     result = assign_channels(acc.result())
     np.testing.assert_array_equal(result["assignment"], perm)
     assert result["mean_correlation"] > 0.99
+
+
+def test_accumulator_takes_channels_last_row_blocks_as_they_are():
+    rng = np.random.default_rng(5)
+    nhwc = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)  # (n, H, W, C)
+    other = rng.normal(size=(3, 4, 5, 2)).astype(np.float32)
+    blocks, flat = CKAAccumulator(6, 2), CKAAccumulator(6, 2)
+    blocks.update(nhwc.reshape(3, 20, 6), other.reshape(3, 20, 2))  # (n, H*W, C) views
+    flat.update(nhwc.reshape(-1, 6), other.reshape(-1, 2))
+    assert blocks.n == flat.n == 60
+    for debiased in (True, False):
+        assert blocks.result(debiased=debiased) == pytest.approx(flat.result(debiased=debiased), rel=1e-12)
+    with pytest.raises(ValueError, match="same b"):
+        blocks.update(nhwc.reshape(3, 20, 6), other.reshape(60, 2))
