@@ -1,18 +1,24 @@
 """Benchmark: the study's default visualization job on two full-size CelebA-64 checkpoints.
 
-Runs, in one invocation and each in its own process (so peak RSS is that job's alone):
+Runs, in one invocation and each as its own process (so peak RSS and CPU time are that
+job's alone, read with ``os.wait4``):
 
-- ``ours``: ``ddpm-lens visualize`` with the seed command (5 samples x 4 conditions x 6 layers);
+- ``ours``: the real ``python -m ddpm_lens visualize`` command with the seed's arguments
+  (5 samples x 4 conditions x 6 layers), ``--repeat`` times (default 3; the median counts:
+  this shared 2-core machine's speed varies by +-10 % from run to run);
 - ``reference``: a straightforward re-creation of the study's tool: whole trainer
   checkpoints loaded, a full forward per input, each figure drawn with pyplot
   (``plt.subplots(1, 2, figsize=(20, 10))``, one ``imshow`` + colorbar per panel,
   ``savefig(dpi=150, bbox_inches='tight')``);
-- ``ours`` again with 50 samples, to show the cost grows linearly with the figures.
+- ``ours`` again with 50 samples, to show the cost grows linearly with the figures, and
+  with 45 statistics-only samples, to price dataset-scale statistics.
 
-The checkpoints are ddpm-torch trainer files (model, Adam moments, EMA; ~546 MB each) of
-randomly initialised weights: timing does not depend on what the weights learned.
+Wall times are from process start to exit, as a user experiences them; both sides pay the
+same ~2-3 s of Python + torch start-up. The checkpoints are ddpm-torch trainer files
+(model, Adam moments, EMA; ~546 MB each) of randomly initialised weights: timing does not
+depend on what the weights learned.
 
-    python benchmarks/visualize_speed.py            # ~4 minutes on 2 CPU cores
+    python benchmarks/visualize_speed.py            # ~6 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -73,11 +79,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(ckpts, out: Path, num_samples: int, stats_samples: int | None = None) -> dict:
-    from ddpm_lens.cli import main
-
-    tic = time.perf_counter()
-    argv = [
+def ours_command(ckpts, out: Path, num_samples: int, stats_samples: int | None = None) -> list[str]:
+    """The seed's command through the real command-line entry point."""
+    return [
+        sys.executable,
+        "-m",
+        "ddpm_lens",
         "visualize",
         "--baseline_ckpt",
         str(ckpts[0]),
@@ -104,15 +111,6 @@ def run_ours(ckpts, out: Path, num_samples: int, stats_samples: int | None = Non
         "--stats_samples",
         str(stats_samples or num_samples),
     ]
-    assert main(argv) == 0
-    wall = time.perf_counter() - tic
-    manifest = json.loads((out / "manifest.json").read_text())
-    return {
-        "wall_s": wall,
-        "peak_rss_mb": peak_rss_mb(),
-        "split_s": manifest["timings_s"],
-        "figures": len(list(out.rglob("*.png"))),
-    }
 
 
 def run_reference(ckpts, out: Path, num_samples: int) -> dict:
@@ -213,40 +211,50 @@ def run_reference(ckpts, out: Path, num_samples: int) -> dict:
     }
 
 
-def child(kind: str, ckpts, out: str, num_samples: int, stats_samples: int | None = None) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        kind,
-        "--ckpts",
-        *map(str, ckpts),
-        "--out",
-        out,
-        "--num_samples",
-        str(num_samples),
-        "--stats_samples",
-        str(stats_samples or num_samples),
-    ]
+def measure(cmd: list[str]) -> dict:
+    """Run ``cmd`` as a child process; its wall time, CPU time and peak RSS (``os.wait4``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     tic = time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    )
-    wall = time.perf_counter() - tic
-    if proc.returncode:
-        sys.exit(f"{kind} failed:\n{proc.stderr}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = wall  # includes Python + torch start-up, as a user experiences it
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - tic
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        if proc.returncode:
+            sys.exit(f"{' '.join(cmd[:4])} failed:\n{stderr.read()}")
+        lines = stdout.read().strip().splitlines()
+    return {
+        "process_wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "last_line": lines[-1] if lines else "",
+    }
+
+
+def run_ours_process(ckpts, out: Path, num_samples: int, stats_samples: int | None = None) -> dict:
+    result = measure(ours_command(ckpts, out, num_samples, stats_samples))
+    result["split_s"] = json.loads((out / "manifest.json").read_text())["timings_s"]
+    result["figures"] = len(list(out.rglob("*.png")))
+    return result
+
+
+def run_reference_process(ckpts, out: Path, num_samples: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--ckpts", *map(str, ckpts), "--out", str(out)]
+    cmd += ["--num_samples", str(num_samples)]
+    result = measure(cmd)
+    result.update(json.loads(result.pop("last_line")))
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--child", choices=("ours", "reference"))
-    p.add_argument("--ckpts", nargs=2)
-    p.add_argument("--out")
-    p.add_argument("--num_samples", type=int, default=5)
-    p.add_argument("--stats_samples", type=int, default=None)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the reference's process
+    p.add_argument("--ckpts", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--num_samples", type=int, default=5, help=argparse.SUPPRESS)
+    p.add_argument("--repeat", type=int, default=3, help="runs of the 5-sample job (default: 3; median)")
     p.add_argument("--large", type=int, default=50, help="samples for the linearity run (default: 50)")
     p.add_argument(
         "--stats_extra",
@@ -259,11 +267,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 2)
-        ckpts = [Path(c) for c in args.ckpts]
-        if args.child == "ours":
-            print(json.dumps(run_ours(ckpts, Path(args.out), args.num_samples, args.stats_samples)))
-        else:
-            print(json.dumps(run_reference(ckpts, Path(args.out), args.num_samples)))
+        print(json.dumps(run_reference([Path(c) for c in args.ckpts], Path(args.out), args.num_samples)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,24 +280,30 @@ def main() -> None:
             f"machine: {os.cpu_count()} CPU cores, torch threads = cores; checkpoints: 2 x {size:.0f} MiB "
             "ddpm-torch trainer files (hid 128, 35.7M parameters, random init)"
         )
-        ours = child("ours", ckpts, str(tmp / "ours"), 5)
-        ref = child("reference", ckpts, str(tmp / "reference"), 5)
-        large = child("ours", ckpts, str(tmp / "ours_large"), args.large)
-        stats = child("ours", ckpts, str(tmp / "ours_stats"), 5, 5 + args.stats_extra)
+        runs = [run_ours_process(ckpts, tmp / f"ours_{i}", 5) for i in range(args.repeat)]
+        ref = run_reference_process(ckpts, tmp / "reference", 5)
+        large = run_ours_process(ckpts, tmp / "ours_large", args.large)
+        stats = run_ours_process(ckpts, tmp / "ours_stats", 5, 5 + args.stats_extra)
+    ours = sorted(runs, key=lambda r: r["process_wall_s"])[len(runs) // 2]  # the median run
 
     def line(name, r):
         split = ", ".join(f"{k} {v:.2f}" for k, v in r["split_s"].items())
         return (
-            f"{name:<22} {r['process_wall_s']:7.1f} s  peak RSS {r['peak_rss_mb']:6.0f} MiB  "
-            f"{r['figures']:5d} PNGs  split (s): {split}"
+            f"{name:<24} {r['process_wall_s']:6.1f} s wall {r['cpu_s']:6.1f} s CPU  peak RSS "
+            f"{r['peak_rss_mb']:5.0f} MiB {r['figures']:5d} PNGs  split (s): {split}"
         )
 
     print(line("reference (seed way)", ref))
-    print(line("ddpm-lens, 5 samples", ours))
+    for i, r in enumerate(runs):
+        print(line(f"ddpm-lens, 5 samples #{i + 1}", r))
     print(line(f"ddpm-lens, {args.large} samples", large))
+    walls = sorted(r["process_wall_s"] for r in runs)
     print(
         "speed-up, end to end (process wall, start-up included): "
-        f"{ref['process_wall_s'] / ours['process_wall_s']:.1f}x"
+        f"{ref['process_wall_s'] / ours['process_wall_s']:.1f}x "
+        f"for the median of {len(runs)} runs ({ref['process_wall_s'] / walls[-1]:.1f}x-"
+        f"{ref['process_wall_s'] / walls[0]:.1f}x over the runs); CPU time "
+        f"{ref['cpu_s'] / ours['cpu_s']:.1f}x less; peak RSS {max(r['peak_rss_mb'] for r in runs):.0f} MiB"
     )
     per_image = (stats["process_wall_s"] - ours["process_wall_s"]) / args.stats_extra
     print(
