@@ -93,13 +93,7 @@ def test_exact_tree_of_140_pngs(seed_run):
 def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
     rows = list(csv.DictReader((seed_run / "stats.csv").read_text().splitlines()))
     assert len(rows) == 5 * 4 * 6 * 2
-    cmp = compare_features(
-        baseline_ckpt=str(tiny_pair[0]),
-        curriculum_ckpt=str(tiny_pair[1]),
-        config_baseline=str(ROOT / "configs/tiny.json"),
-        config_curriculum=str(ROOT / "configs/tiny_c.json"),
-        num_samples=5,
-    )
+    cmp = tiny_comparison(tiny_pair, num_samples=5)
     by_key = {(int(r["sample"]), r["condition"], r["layer"], r["model"]): r for r in rows}
     s, layer, sample = CONDITIONS.index("noisy_t500"), "encoder_level_2", 3
     panels = []
@@ -122,14 +116,7 @@ def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
     assert main([*small_command(tiny_pair, tmp_path), "--match_channels"]) == 0
     rows = json.loads((tmp_path / "stats.json").read_text())["rows"]
     by_key = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in rows}
-    cmp = compare_features(
-        baseline_ckpt=str(tiny_pair[0]),
-        curriculum_ckpt=str(tiny_pair[1]),
-        config_baseline=str(ROOT / "configs/tiny.json"),
-        config_curriculum=str(ROOT / "configs/tiny_c.json"),
-        num_samples=2,
-        layers=["in_conv"],
-    )
+    cmp = tiny_comparison(tiny_pair, num_samples=2, layers=["in_conv"])
     s, sample = CONDITIONS.index("noisy_t900"), 1
     base, cur = (by_key[(sample, "noisy_t900", "in_conv", k)] for k in ("baseline", "curriculum"))
     assert cur["matched_channels"] != cur["shown_channels"]  # matching changed what is drawn
@@ -171,6 +158,17 @@ def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
     expected = ab.sqrt() * x0 + (1 - ab).sqrt() * noise_for(0, 1, 500, tuple(x0.shape))
     torch.testing.assert_close(cmp.inputs[1, 1], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(cmp.inputs[1, 0], x0)  # clean_t0 is the clean image
+
+
+def tiny_comparison(pair, **kwargs):
+    """compare_features on the tiny pair with its configs (the seed command's in-memory twin)."""
+    return compare_features(
+        baseline_ckpt=str(pair[0]),
+        curriculum_ckpt=str(pair[1]),
+        config_baseline=str(ROOT / "configs/tiny.json"),
+        config_curriculum=str(ROOT / "configs/tiny_c.json"),
+        **kwargs,
+    )
 
 
 def small_command(pair, out, *extra):
