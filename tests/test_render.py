@@ -1,5 +1,4 @@
 import io
-import os
 
 import matplotlib
 import numpy as np
@@ -7,15 +6,14 @@ import pytest
 from PIL import Image
 
 from ddpm_lens import render
+from ddpm_lens.png import encode_png
 from ddpm_lens.render import (
     BACKGROUND,
     Panel,
     comparison_figure,
-    encode_png,
     figure_layout,
     input_figure,
     normalize_maps,
-    write_png,
 )
 
 LUT = np.round(matplotlib.colormaps["viridis"](np.arange(256))[:, :3] * 255).astype(np.uint8)
@@ -281,43 +279,6 @@ def test_input_figure_upscales_nearest_neighbour_below_the_caption():
 def test_input_figure_default_scale_targets_about_300_px():
     out = input_figure(np.full((64, 64, 3), 7, dtype=np.uint8), caption="Noisy Image t=500 (Sample 0)")
     assert (out == 7).all(-1).sum() == 320 * 320
-
-
-# --- PNG ----------------------------------------------------------------------------------------
-
-
-def test_png_round_trip_is_exact():
-    array = np.random.default_rng(1).integers(0, 256, (13, 17, 3), dtype=np.uint8)
-    for level in (0, 1, 9):
-        decoded = np.asarray(Image.open(io.BytesIO(encode_png(array, compress_level=level))))
-        np.testing.assert_array_equal(decoded, array)
-    for other in (array[:, :, 0], np.dstack([array, array[:, :, :1]])):  # grey and RGBA
-        with Image.open(io.BytesIO(encode_png(other))) as im:
-            im.load()
-            np.testing.assert_array_equal(np.asarray(im), other)
-
-
-def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkeypatch):
-    path = tmp_path / "fig.png"
-    path.write_bytes(b"old")
-    array = np.random.default_rng(2).integers(0, 256, (5, 6, 3), dtype=np.uint8)
-    write_png(path, array)
-    np.testing.assert_array_equal(np.asarray(Image.open(path)), array)
-    assert os.listdir(tmp_path) == ["fig.png"]
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        write_png(path, np.zeros((2, 2, 3), dtype=np.uint8))
-    assert os.listdir(tmp_path) == ["fig.png"]
-    np.testing.assert_array_equal(np.asarray(Image.open(path)), array)  # the old file survives
-
-
-def test_encode_png_rejects_float_arrays():
-    with pytest.raises(ValueError, match="uint8"):
-        encode_png(np.zeros((2, 2, 3)))
 
 
 def test_indexed_png_decodes_to_the_rgb_figure():

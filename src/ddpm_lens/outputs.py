@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ddpm_lens import render
+from ddpm_lens import png, render
 from ddpm_lens.atomic import write_text
 from ddpm_lens.data import to_uint8
 from ddpm_lens.errors import UserError
@@ -58,7 +58,7 @@ class FigureWriter:
         tic = time.perf_counter()
         array, pal = make()
         mid = time.perf_counter()
-        render.write_png(self.out / rel, array, palette=pal)
+        png.write_png(self.out / rel, array, palette=pal)
         toc = time.perf_counter()
         self.plan.timings.add("render", mid - tic)
         self.plan.timings.add("write", toc - mid)

@@ -3,7 +3,7 @@
 Pure numpy + PIL, no pyplot and no torch: maps are normalised all at once, coloured through
 a viridis lookup table and tiled through a reshaped view of the canvas; each piece of text is
 rendered by PIL (DejaVu Sans, for μ and σ) into a small stamp blended into the canvas. A
-default two-panel figure takes a few tens of ms. Only :func:`write_png` touches the disk.
+default two-panel figure takes a few tens of ms; :mod:`ddpm_lens.png` writes them.
 
 Layout of :func:`comparison_figure` (``norm="channel"``, the seed study's look)::
 
@@ -23,9 +23,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import os
-import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ddpm_lens.atomic import write_bytes
 from ddpm_lens.stats import percentile_range, percentile_scale, scale_to_unit
 
 NORM_MODES = ("channel", "model", "shared")
@@ -482,7 +478,7 @@ def comparison_indices(
 
     Returns:
         (H, W) uint8 indices into :func:`palette`; :func:`figure_layout` with the same arguments
-        gives its geometry. ``write_png(path, indices, palette=palette())`` stores it as is.
+        gives its geometry. ``png.write_png(path, indices, palette=palette())`` stores it as is.
     """
     layout = figure_layout(panels, title=title, grid_size=grid_size, norm=norm, note=note, cell_px=cell_px)
     normed, ranges = _normalize_panels(panels, norm)
@@ -546,55 +542,3 @@ def input_figure(image: np.ndarray, *, caption: str, scale: int | None = None) -
 
     _text(canvas, (width // 2, _MARGIN), caption, font=font)
     return canvas
-
-
-# ---------------------------------------------------------------------------------------------
-# PNG
-
-try:  # zlib-ng writes the same deflate format (any PNG reader decodes it), 2-3x faster
-    from zlib_ng.zlib_ng import compress as _deflate
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; a source checkout may lack it
-    _deflate = zlib.compress
-
-
-def encode_png(array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None) -> bytes:
-    """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array; (H, W) with a (n <= 256, 3) uint8
-    ``palette`` is an indexed-colour PNG, else greyscale.
-
-    A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
-    PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
-    compresses worse; unfiltered rows through zlib level 1 are about twice as fast and
-    smaller here. Deflate is zlib-ng's when installed (a dependency: 2-3x faster than
-    zlib at level 1 on these figures, for 10-40 % larger files), and releases the GIL, so a
-    thread pool encodes in parallel. PNG is lossless, so ``compress_level`` (0–9) only
-    trades size for time.
-    """
-    array = np.asarray(array)
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise ValueError(f"need (H, W) or (H, W, 3|4) uint8, got shape {array.shape} dtype {array.dtype}")
-    if palette is not None and array.ndim != 2:
-        raise ValueError(f"a palette needs (H, W) indices, got shape {array.shape}")
-    h, w = array.shape[:2]
-    colour_type = (
-        3 if palette is not None else {2: 0, 3: 2, 4: 6}[array.ndim if array.ndim == 2 else array.shape[2]]
-    )
-    raw = np.zeros((h, 1 + array[0].size), dtype=np.uint8)  # a leading 0 per row: filter "None"
-    raw[:, 1:] = array.reshape(h, -1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
-    if palette is not None:
-        header += chunk(b"PLTE", np.asarray(palette, dtype=np.uint8).tobytes())
-    idat = chunk(b"IDAT", _deflate(raw.tobytes(), compress_level))
-    return b"\x89PNG\r\n\x1a\n" + header + idat + chunk(b"IEND", b"")
-
-
-def write_png(
-    path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None
-) -> None:
-    """Write ``array`` as a PNG at ``path`` atomically: a crash leaves the old file or the new
-    one, never half of one. The folder must exist. Not fsynced: a figure can be redrawn.
-    """
-    write_bytes(path, encode_png(array, compress_level=compress_level, palette=palette), fsync=False)
