@@ -310,6 +310,7 @@ def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
         ("curriculum-mismatch", "does not fit config"),
         ("curriculum-garbage", "curriculum.pt"),
         ("curriculum-missing", "not found"),
+        ("nan-weights", "Curriculum model's in_conv activations contain NaN or inf"),
         ("timestep", r"timestep 1000 is outside \[0, 1000\)"),
         ("grid", "does not fit a 8x8 grid"),
         ("too-many-samples", "asked for 2000 samples"),
@@ -343,6 +344,11 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
     elif case == "not-an-image":
         (tmp_path / "x.png").write_text("not an image")
         args += ["--images", str(tmp_path / "x.png")]
+    elif case == "nan-weights":  # a diverged run: the checkpoint loads, its activations are NaN
+        ckpt = torch.load(tiny_pair[1], weights_only=True)
+        ckpt["ema"]["shadow"]["in_conv.bias"][0] = float("nan")
+        torch.save(ckpt, tmp_path / "diverged.pt")
+        args[args.index("--curriculum_ckpt") + 1] = str(tmp_path / "diverged.pt")
     elif case == "no-conditions":
         args += ["--no_clean", "--no_noisy"]
     elif case == "layer":

@@ -275,6 +275,12 @@ def iter_chunks(plan: Plan, *, limit: int | None = None) -> Iterator[Chunk]:
             acts[m.key], shown[m.key], maps[m.key], normed[m.key] = {}, {}, {}, {}
             for layer, a in flat.items():
                 summary = stats.channel_summary(a, plan.threshold)
+                if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
+                    raise UserError(
+                        f"the {m.label} model's {layer} activations contain NaN or inf (samples "
+                        f"{first}-{first + count - 1}): its weights may have diverged; check "
+                        f"{m.weights.path} (e.g. an earlier checkpoint)"
+                    )
                 idx = summary.top_channels(plan.num_channels)  # (n*S, K)
                 picked, u = shown_maps(a, idx)
                 rows += _rows(plan, m.key, layer, a.shape[1:], summary, idx, picked, u, first)
