@@ -16,6 +16,7 @@ trainer file touches only those weights' pages::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -298,6 +299,26 @@ def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> C
     return config_from_dict(weights.config, source=f"{weights.path}:config")
 
 
+def load_checkpoint(
+    ckpt_path: str | os.PathLike,
+    config_path: str | os.PathLike | None = None,
+    *,
+    use_ema: bool = True,
+    device: str | torch.device = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[UNet, Weights, Config]:
+    """The weights of a checkpoint, its config and the UNet built from both: ``(model,
+    weights, config)``. The returned ``weights`` describe the file (path, epoch, EMA or
+    raw) but no longer hold the tensors, which live in the model; the file's memory map
+    goes with them."""
+    weights = load_weights(ckpt_path, use_ema=use_ema)
+    cfg = resolve_config(config_path, weights)
+    model = model_from_weights(
+        weights, cfg.model, config_name=cfg.source, device=device, memory_format=memory_format
+    )
+    return model, dataclasses.replace(weights, state_dict={}), cfg
+
+
 def load_model(
     config_path: str | os.PathLike | None,
     ckpt_path: str | os.PathLike,
@@ -309,9 +330,7 @@ def load_model(
     ``use_ema`` picks ``ema.shadow`` when present (the weights used are logged on the
     ``ddpm_lens`` logger). ``config_path`` may be None for ddpm-lens checkpoints.
     """
-    weights = load_weights(ckpt_path, use_ema=use_ema)
-    cfg = resolve_config(config_path, weights)
-    model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
+    model, weights, cfg = load_checkpoint(ckpt_path, config_path, use_ema=use_ema, device=device)
     log.info("loaded %s from %s (epoch %s)", weights.description, weights.path, weights.epoch)
     return model, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
 

@@ -9,7 +9,6 @@ channel-correlation accumulators. Memory is bounded by the chunk, not by the num
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from ddpm_lens import stats
-from ddpm_lens.checkpoint import Weights, load_weights, model_from_weights, resolve_config
+from ddpm_lens.checkpoint import Weights, load_checkpoint
 from ddpm_lens.config import Config, load_config
 from ddpm_lens.diffusion import GaussianDiffusion
 from ddpm_lens.digests import FileDigests
@@ -134,14 +133,9 @@ def _load_weights(
     ckpt: str, config: str | None, use_ema: bool, device: torch.device, timings: Timings
 ) -> tuple[UNet, Weights, Config]:
     tic = time.perf_counter()
-    weights = load_weights(ckpt, use_ema=use_ema)
-    cfg = resolve_config(config, weights)
-    model = model_from_weights(
-        weights, cfg.model, config_name=cfg.source, device=device, memory_format=_layout(device)
-    )
-    weights = dataclasses.replace(weights, state_dict={})  # lets the file's memory map go
+    out = load_checkpoint(ckpt, config, use_ema=use_ema, device=device, memory_format=_layout(device))
     timings.add("load", time.perf_counter() - tic)
-    return model, weights, cfg
+    return out
 
 
 def _layout(device: torch.device) -> torch.memory_format:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ddpm_lens.atomic import atomic_path
-    from ddpm_lens.checkpoint import load_weights, model_from_weights, resolve_config
+    from ddpm_lens.checkpoint import load_checkpoint
     from ddpm_lens.data import to_uint8
     from ddpm_lens.devices import pick_device
     from ddpm_lens.diffusion import GaussianDiffusion
@@ -61,11 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
     device = pick_device(args.device)
-    weights = load_weights(args.ckpt, use_ema=args.use_ema)
-    cfg = resolve_config(args.config, weights)
+    model, weights, cfg = load_checkpoint(args.ckpt, args.config, use_ema=args.use_ema, device=device)
     if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:
         raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {args.steps}")
-    model = model_from_weights(weights, cfg.model, config_name=cfg.source, device=device)
     diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
     print(f"sampling {args.num} images with {weights.description} of {args.ckpt} (epoch {weights.epoch})")
     res = cfg.dataset.resolution
