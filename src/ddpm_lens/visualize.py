@@ -1,7 +1,8 @@
 """Compare two models' activations on the same clean and noised inputs.
 
-:func:`build_plan` loads both checkpoints and the inputs and checks the request (every
-error before any work); :mod:`ddpm_lens.pipeline` streams the samples through both models.
+:func:`build_plan` loads both checkpoints and the inputs and checks the request (bad
+input is reported before any output is written); :mod:`ddpm_lens.pipeline` streams the samples through
+both models.
 
 ``compare_features`` is the in-memory API for notebooks::
 
