@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -224,7 +224,7 @@ class Timings:
             setattr(self, phase, getattr(self, phase) + seconds)
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(getattr(self, k), 3) for k in ("load", "forward", "stats", "render", "write")}
+        return {f.name: round(getattr(self, f.name), 3) for f in fields(self) if not f.name.startswith("_")}
 
 
 @dataclass
