@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ddpm_lens.config import load_config, with_overrides
-from ddpm_lens.data import build_dataset, first_n
-from ddpm_lens.diffusion import GaussianDiffusion
-from ddpm_lens.trainer import Trainer
-from ddpm_lens.unet import build_unet
+from ddpm_lens.core.config import load_config, with_overrides
+from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.core.unet import build_unet
+from ddpm_lens.data.datasets import build_dataset, first_n
+from ddpm_lens.train.trainer import Trainer
 
 THREADS = 2
 CASES = [("configs/tiny.json", 16, 8), ("configs/celeba.json", 8, 2)]  # config, batch, timed steps

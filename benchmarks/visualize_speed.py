@@ -43,8 +43,8 @@ TIMESTEPS = [100, 500, 900]
 def make_trainer_checkpoint(path: Path, seed: int) -> None:
     import torch
 
-    from ddpm_lens.config import load_config
-    from ddpm_lens.unet import build_unet
+    from ddpm_lens.core.config import load_config
+    from ddpm_lens.core.unet import build_unet
 
     torch.manual_seed(seed)
     model = build_unet(load_config(ROOT / "configs/celeba.json").model)
@@ -122,10 +122,10 @@ def run_reference(ckpts, out: Path, num_samples: int) -> dict:
     import numpy as np
     import torch
 
-    from ddpm_lens.config import load_config
-    from ddpm_lens.data import build_dataset, to_uint8
-    from ddpm_lens.diffusion import GaussianDiffusion
-    from ddpm_lens.unet import build_unet, layer_table
+    from ddpm_lens.core.config import load_config
+    from ddpm_lens.core.diffusion import GaussianDiffusion
+    from ddpm_lens.core.unet import build_unet, layer_table
+    from ddpm_lens.data.datasets import build_dataset, to_uint8
 
     split = {}
     tic = time.perf_counter()

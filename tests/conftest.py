@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
-from ddpm_lens.config import ModelConfig
-from ddpm_lens.unet import build_unet
+from ddpm_lens.core.config import ModelConfig
+from ddpm_lens.core.unet import build_unet
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -41,7 +41,7 @@ def face_folder(tmp_path_factory):
     """16 synthetic faces as 16x16 PNGs: a `folder` dataset with 4-step epochs at batch 4."""
     from PIL import Image
 
-    from ddpm_lens.data import build_dataset, first_n, to_uint8
+    from ddpm_lens.data.datasets import build_dataset, first_n, to_uint8
 
     root = tmp_path_factory.mktemp("faces")
     for i, face in enumerate(to_uint8(first_n(build_dataset("synthetic-faces", resolution=16), 16))):
@@ -55,8 +55,8 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 def write_tiny_checkpoint(path, *, config: str = "configs/tiny.json", seed: int = 0, model_overrides=None):
     """A ddpm-lens checkpoint of a perturbed tiny model (EMA == raw weights), carrying its config."""
-    from ddpm_lens.checkpoint import save_checkpoint
-    from ddpm_lens.config import load_config, with_overrides
+    from ddpm_lens.core.checkpoint import save_checkpoint
+    from ddpm_lens.core.config import load_config, with_overrides
 
     cfg = load_config(ROOT / config)
     if model_overrides:

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from ddpm_lens.atomic import atomic_path, write_text
+from ddpm_lens.util.atomic import atomic_path, write_text
 
 
 def test_replaces_whole_files_with_normal_permissions(tmp_path):

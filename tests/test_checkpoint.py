@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lens.checkpoint import (
+from ddpm_lens.core.checkpoint import (
     checkpoint_name,
     export_safetensors,
     infer_model_config,
@@ -18,8 +18,8 @@ from ddpm_lens.checkpoint import (
     save_checkpoint,
     strip_prefixes,
 )
-from ddpm_lens.config import save_config
-from ddpm_lens.errors import UserError
+from ddpm_lens.core.config import save_config
+from ddpm_lens.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = [
@@ -139,7 +139,7 @@ def test_infer_model_config_of_celeba_keys():
 
 
 def test_own_checkpoint_carries_its_config(tmp_path, tiny_model):
-    from ddpm_lens.config import load_config
+    from ddpm_lens.core.config import load_config
 
     cfg = load_config(ROOT / "configs/tiny.json")
     save_checkpoint(
@@ -166,7 +166,7 @@ def test_safetensors_export_round_trip(tmp_path, tiny_model):
     w = load_weights(tmp_path / "a.safetensors")
     assert w.which == "ema" and w.config is None
     assert all(torch.equal(w.state_dict[k], v) for k, v in tiny_model.state_dict().items())
-    from ddpm_lens.config import load_config
+    from ddpm_lens.core.config import load_config
 
     cfg = load_config(ROOT / "configs/tiny.json")
     export_safetensors(load_weights(tmp_path / "a.pt"), tmp_path / "c.safetensors", config=cfg.to_dict())
@@ -200,7 +200,7 @@ def test_atomic_save_never_leaves_partial_files(tmp_path, tiny_model):
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run_1.pt"]
     save_config_target = tmp_path / "c.json"
-    from ddpm_lens.config import config_from_dict
+    from ddpm_lens.core.config import config_from_dict
 
     save_config(config_from_dict({}), save_config_target)
     assert json.loads(save_config_target.read_text())["model"]["hid_channels"] == 128

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lens.checkpoint import save_checkpoint
 from ddpm_lens.cli import main
-from ddpm_lens.config import load_config
+from ddpm_lens.core.checkpoint import save_checkpoint
+from ddpm_lens.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs/tiny.json"

@@ -3,8 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lens.config import config_from_dict, load_config, save_config, strip_line_comments, with_overrides
-from ddpm_lens.errors import UserError
+from ddpm_lens.core.config import (
+    config_from_dict,
+    load_config,
+    save_config,
+    strip_line_comments,
+    with_overrides,
+)
+from ddpm_lens.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

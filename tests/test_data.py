@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lens.data import (
+from ddpm_lens.data.datasets import (
     CELEBA_BOX,
     DATASETS,
     SyntheticFaces,
@@ -14,8 +14,8 @@ from ddpm_lens.data import (
     load_images,
     to_uint8,
 )
-from ddpm_lens.errors import UserError
-from ddpm_lens.synthetic_faces import draw_face
+from ddpm_lens.data.synthetic_faces import draw_face
+from ddpm_lens.util.errors import UserError
 
 # --- helpers ---------------------------------------------------------------------------------
 

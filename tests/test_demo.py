@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ddpm_lens.checkpoint import load_weights
 from ddpm_lens.cli import main
 from ddpm_lens.cli.demo import demo_models
+from ddpm_lens.core.checkpoint import load_weights
 
 
 def test_shipped_models_are_a_trained_baseline_and_curriculum_pair():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lens.config import DiffusionConfig
-from ddpm_lens.diffusion import GaussianDiffusion, ddim_timesteps, extract
+from ddpm_lens.core.config import DiffusionConfig
+from ddpm_lens.core.diffusion import GaussianDiffusion, ddim_timesteps, extract
 
 
 @pytest.fixture

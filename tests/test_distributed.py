@@ -8,12 +8,19 @@ import pytest
 import torch
 
 import ddpm_lens
-from ddpm_lens.checkpoint import read_checkpoint
-from ddpm_lens.config import load_config, save_config, with_overrides
-from ddpm_lens.data import build_dataset
-from ddpm_lens.distributed import DistInfo, cleanup, init_distributed, is_main, mean_over_ranks, torchrun_env
-from ddpm_lens.errors import UserError
-from ddpm_lens.trainer import Trainer
+from ddpm_lens.core.checkpoint import read_checkpoint
+from ddpm_lens.core.config import load_config, save_config, with_overrides
+from ddpm_lens.data.datasets import build_dataset
+from ddpm_lens.train.distributed import (
+    DistInfo,
+    cleanup,
+    init_distributed,
+    is_main,
+    mean_over_ranks,
+    torchrun_env,
+)
+from ddpm_lens.train.trainer import Trainer
+from ddpm_lens.util.errors import UserError
 
 SRC = str(Path(ddpm_lens.__file__).resolve().parents[1])
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -58,10 +65,10 @@ WORKER = """
 import json, sys
 from pathlib import Path
 import torch
-from ddpm_lens.config import load_config
-from ddpm_lens.data import build_dataset
-from ddpm_lens.distributed import cleanup, init_distributed
-from ddpm_lens.trainer import Trainer
+from ddpm_lens.core.config import load_config
+from ddpm_lens.data.datasets import build_dataset
+from ddpm_lens.train.distributed import cleanup, init_distributed
+from ddpm_lens.train.trainer import Trainer
 
 config, data, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 info = init_distributed("cpu")

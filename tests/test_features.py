@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ddpm_lens.errors import UserError
-from ddpm_lens.features import SEED_LAYERS, extract_features, hooked, resolve_layers
+from ddpm_lens.core.features import SEED_LAYERS, extract_features, hooked, resolve_layers
+from ddpm_lens.util.errors import UserError
 
 
 def test_seed_preset_and_order(tiny_model):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from ddpm_lens.nn import GN_EPS, SamePad2d, group_norm, timestep_embedding
+from ddpm_lens.core.nn import GN_EPS, SamePad2d, group_norm, timestep_embedding
 
 
 def test_timestep_embedding_closed_form():

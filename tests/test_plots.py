@@ -1,4 +1,4 @@
-"""Tests for ddpm_lens.plots: the drawn data equal the rows, PNGs are written atomically."""
+"""Tests for ddpm_lens.output.plots: the drawn data equal the rows, PNGs are written atomically."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens import plots
+from ddpm_lens.output import plots
 
 
 def srow(layer, condition, t, *, a, b, statistic="sparsity", n=5):

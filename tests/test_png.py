@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens.png import encode_png, write_png
+from ddpm_lens.output.png import encode_png, write_png
 
 
 def test_png_round_trip_is_exact():

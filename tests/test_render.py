@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens import render
-from ddpm_lens.png import encode_png
-from ddpm_lens.render import (
+from ddpm_lens.output import render
+from ddpm_lens.output.png import encode_png
+from ddpm_lens.output.render import (
     BACKGROUND,
     Panel,
     comparison_figure,

@@ -1,4 +1,4 @@
-"""Tests for ddpm_lens.report on a synthetic visualizer output folder with known answers."""
+"""Tests for ddpm_lens.output.report on a synthetic visualizer output folder with known answers."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens import report
+from ddpm_lens.analysis.summary import hypotheses, summarize
 from ddpm_lens.cli import main
-from ddpm_lens.errors import UserError
-from ddpm_lens.summary import hypotheses, summarize
+from ddpm_lens.output import report
+from ddpm_lens.util.errors import UserError
 
 # ---------------------------------------------------------------------------------------------
 # Fixture: what `ddpm-lens visualize` leaves in OUT (stats.json, cka.json, manifest.json,

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from test_report import CONDITIONS, LAYERS, NUM_SAMPLES, write_run
 
-from ddpm_lens.report import build_report
+from ddpm_lens.output.report import build_report
 
 
 def _chromium() -> str:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ddpm_lens.errors import UserError
-from ddpm_lens.schedules import BETA_SCHEDULES, get_beta_schedule, log_snr
+from ddpm_lens.core.schedules import BETA_SCHEDULES, get_beta_schedule, log_snr
+from ddpm_lens.util.errors import UserError
 
 # Reference values (float64) for the CelebA-64 linear schedule, from ddpm-torch.
 REFERENCE = {  # t: (beta, alphas_bar, sqrt(alphas_bar), sqrt(1 - alphas_bar))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ddpm_lens.similarity import CKAAccumulator, linear_cka, match_channels
+from ddpm_lens.analysis.similarity import CKAAccumulator, linear_cka, match_channels
 
 
 def gram_linear_cka(X, Y, debiased):
@@ -128,7 +128,7 @@ def test_match_channels_accepts_maps_and_handles_constant_channels():
 
 
 def test_correlation_accumulator_matches_one_shot_and_feeds_assignment():
-    from ddpm_lens.similarity import CorrelationAccumulator, assign_channels
+    from ddpm_lens.analysis.similarity import CorrelationAccumulator, assign_channels
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 6)) + 5.0

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ddpm_lens.stats import (
+from ddpm_lens.analysis.stats import (
     batch_layer_stats,
     channel_summary,
     edge_energy,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ddpm_lens.errors import UserError
-from ddpm_lens.stats import edge_energy, layer_stats, spatial_autocorrelation
-from ddpm_lens.summary import hypotheses, summarize
+from ddpm_lens.analysis.stats import edge_energy, layer_stats, spatial_autocorrelation
+from ddpm_lens.analysis.summary import hypotheses, summarize
+from ddpm_lens.util.errors import UserError
 
 LAYERS = ("in_conv", "encoder_level_0", "encoder_level_1", "encoder_level_2", "encoder_level_3", "bottleneck")
 CONDITIONS = (("clean_t0", 0), ("noisy_t100", 100), ("noisy_t500", 500), ("noisy_t900", 900))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ddpm_lens.errors import UserError
-from ddpm_lens.synthetic_faces import draw_face, sample_grid
+from ddpm_lens.data.synthetic_faces import draw_face, sample_grid
+from ddpm_lens.util.errors import UserError
 
 
 def test_same_index_and_seed_give_identical_faces():

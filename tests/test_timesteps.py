@@ -3,16 +3,16 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from ddpm_lens.config import CurriculumConfig, DiffusionConfig, load_config
-from ddpm_lens.errors import UserError
-from ddpm_lens.schedules import get_beta_schedule, log_snr
-from ddpm_lens.timesteps import (
+from ddpm_lens.core.config import CurriculumConfig, DiffusionConfig, load_config
+from ddpm_lens.core.schedules import get_beta_schedule, log_snr
+from ddpm_lens.train.timesteps import (
     ClusterSampler,
     TmaxSampler,
     UniformSampler,
     build_timestep_sampler,
     cluster_edges,
 )
+from ddpm_lens.util.errors import UserError
 
 T = 1000
 ALPHAS_BAR = np.cumprod(1 - get_beta_schedule("linear", beta_start=1e-4, beta_end=0.02, timesteps=T))

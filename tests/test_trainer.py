@@ -10,15 +10,15 @@ import pytest
 import torch
 
 import ddpm_lens
-from ddpm_lens.checkpoint import load_model, read_checkpoint
 from ddpm_lens.cli import main
-from ddpm_lens.config import load_config, save_config, with_overrides
-from ddpm_lens.data import build_dataset
-from ddpm_lens.ema import EMA
-from ddpm_lens.errors import UserError
-from ddpm_lens.run_files import find_latest_checkpoint, prepare_run_dir
-from ddpm_lens.trainer import GlobalBatches, Trainer, step_seed
-from ddpm_lens.unet import build_unet
+from ddpm_lens.core.checkpoint import load_model, read_checkpoint
+from ddpm_lens.core.config import load_config, save_config, with_overrides
+from ddpm_lens.core.unet import build_unet
+from ddpm_lens.data.datasets import build_dataset
+from ddpm_lens.train.ema import EMA
+from ddpm_lens.train.run_files import find_latest_checkpoint, prepare_run_dir
+from ddpm_lens.train.trainer import GlobalBatches, Trainer, step_seed
+from ddpm_lens.util.errors import UserError
 
 SRC = str(Path(ddpm_lens.__file__).resolve().parents[1])
 pytestmark = pytest.mark.usefixtures("one_thread")

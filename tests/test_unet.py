@@ -3,8 +3,8 @@ from pathlib import Path
 
 import torch
 
-from ddpm_lens.config import load_config
-from ddpm_lens.unet import build_unet, count_parameters, iter_layers, layer_table
+from ddpm_lens.core.config import load_config
+from ddpm_lens.core.unet import build_unet, count_parameters, iter_layers, layer_table
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = [
@@ -89,7 +89,7 @@ def test_output_depends_on_t_and_attention(tiny_model):
 
 def test_resample_without_conv_and_any_divisible_size():
     torch.manual_seed(0)
-    from ddpm_lens.unet import UNet
+    from ddpm_lens.core.unet import UNet
 
     m = UNet(
         hid_channels=32,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lens import render
+from ddpm_lens.analysis.compare import compare_features
+from ddpm_lens.analysis.inputs import noise_for
 from ddpm_lens.cli import main
-from ddpm_lens.pipeline import noise_for
-from ddpm_lens.visualize import compare_features
+from ddpm_lens.output import render
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_LAYERS = [
@@ -134,7 +134,7 @@ def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
 
 
 def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
-    import ddpm_lens.pipeline as vis
+    import ddpm_lens.analysis.stream as vis
 
     seen = []
     original = vis.forward_layers
@@ -338,6 +338,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
     if case in swap:
         flag, value = swap[case]
         args[args.index(flag) + 1] = value
+        if case == "mismatch":  # celeba.json names CelebA, which is absent: that would be reported first
+            args += ["--dataset", "synthetic-faces"]
     elif case == "output-is-file":
         out.write_text("a file")
         args += ["--num_samples", "1"]

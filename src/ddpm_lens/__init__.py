@@ -9,10 +9,14 @@ Public API (see README):
 
 __version__ = "0.1.0"
 
+from ddpm_lens import _moved  # noqa: E402  old module paths, for one release
+
+_moved.install()
+
 _LAZY = {
-    "load_model": "ddpm_lens.checkpoint",
-    "extract_features": "ddpm_lens.features",
-    "compare_features": "ddpm_lens.visualize",
+    "load_model": "ddpm_lens.core.checkpoint",
+    "extract_features": "ddpm_lens.core.features",
+    "compare_features": "ddpm_lens.analysis.compare",
 }
 
 

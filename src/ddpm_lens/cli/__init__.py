@@ -4,8 +4,12 @@ Each subcommand lives in its own module under ``ddpm_lens.cli`` and exposes ``HE
 line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import the heavy
 library code inside ``run`` so that ``ddpm-lens --help`` stays fast.
 
-Errors the user can fix are :class:`ddpm_lens.errors.UserError`: printed as one line,
+Errors the user can fix are :class:`ddpm_lens.util.errors.UserError`: printed as one line,
 exit status 2, no traceback.
+
+May import: every other stage (nothing imports ``cli``). Only argparse lives here: a
+command's work is a function of ``output``, ``train`` or ``analysis`` that ``run`` calls.
+A new command is a module here plus its line in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import sys
 
 from ddpm_lens import __version__
-from ddpm_lens.errors import UserError
+from ddpm_lens.util.errors import UserError
 
 # name -> module; the order is the order in ``--help``.
 COMMANDS = {

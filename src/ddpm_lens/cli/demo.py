@@ -31,7 +31,7 @@ def demo_models() -> tuple[str, str]:
     """Paths of the shipped (baseline, curriculum) demo checkpoints."""
     from importlib.resources import files
 
-    from ddpm_lens.errors import UserError
+    from ddpm_lens.util.errors import UserError
 
     folder = files("ddpm_lens") / "demo"
     paths = []

@@ -25,9 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddpm_lens.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
-    from ddpm_lens.errors import UserError
-    from ddpm_lens.unet import build_unet
+    from ddpm_lens.core.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
+    from ddpm_lens.core.unet import build_unet
+    from ddpm_lens.util.errors import UserError
 
     if not args.output.endswith(".safetensors"):
         raise UserError(f"--output {args.output} must end in .safetensors")

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ddpm_lens.report import build_report
+    from ddpm_lens.output.report import build_report
 
     written = build_report(args.out, a=args.a, b=args.b)
     verdicts = json.loads(written["hypotheses.json"].read_text(encoding="utf-8"))["hypotheses"]

@@ -50,18 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ddpm_lens.atomic import atomic_path
-    from ddpm_lens.checkpoint import load_checkpoint
-    from ddpm_lens.data import to_uint8
-    from ddpm_lens.devices import pick_device
-    from ddpm_lens.diffusion import GaussianDiffusion
-    from ddpm_lens.errors import UserError
-    from ddpm_lens.grid import image_grid
+    from ddpm_lens.core.checkpoint import load_checkpoint
+    from ddpm_lens.core.diffusion import GaussianDiffusion
+    from ddpm_lens.data.datasets import to_uint8
+    from ddpm_lens.output.grid import image_grid
+    from ddpm_lens.util.atomic import atomic_path
+    from ddpm_lens.util.devices import pick_device
+    from ddpm_lens.util.errors import UserError
 
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
     device = pick_device(args.device)
-    model, weights, cfg = load_checkpoint(args.ckpt, args.config, use_ema=args.use_ema, device=device)
+    model, weights, cfg = load_checkpoint(args.config, args.ckpt, use_ema=args.use_ema, device=device)
     if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:
         raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {args.steps}")
     diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)

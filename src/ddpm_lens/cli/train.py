@@ -85,11 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ddpm_lens.config import load_config, with_overrides
-    from ddpm_lens.data import build_dataset
-    from ddpm_lens.distributed import cleanup, init_distributed, is_main
-    from ddpm_lens.run_files import prepare_run_dir
-    from ddpm_lens.trainer import Trainer
+    from ddpm_lens.core.config import load_config, with_overrides
+    from ddpm_lens.data.datasets import build_dataset
+    from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
+    from ddpm_lens.train.run_files import prepare_run_dir
+    from ddpm_lens.train.trainer import Trainer
 
     cfg = load_config(args.config)
     cfg = with_overrides(

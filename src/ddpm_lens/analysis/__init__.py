@@ -1,0 +1,9 @@
+"""Looking inside two models: the visualizer's options, the model pair, inputs and noise, the
+streamed run loop and ``compare_features``, statistics (and their one registry), similarity
+and across-sample summaries.
+
+May import: ``util``, ``core``, ``data``. Never imports ``output`` (figures, files, report)
+or ``cli``: everything here returns numbers and arrays. A new statistic is an entry in
+``stat_registry.py`` plus its function in ``stats.py``; a new measure between the two models
+goes beside ``similarity.py``.
+"""

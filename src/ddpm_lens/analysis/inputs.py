@@ -1,0 +1,76 @@
+"""What both models are fed: conditions (clean, noisy at t), seeded noise, the image source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.util.errors import UserError
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str  # clean_t0 | noisy_t<T>
+    t: int  # timestep the model is told; 0 for the clean image
+    noisy: bool
+
+
+def make_conditions(timesteps: Sequence[int], *, clean: bool = True, noisy: bool = True) -> list[Condition]:
+    out = [Condition("clean_t0", 0, False)] if clean else []
+    if noisy:
+        out += [Condition(f"noisy_t{t}", int(t), True) for t in timesteps]
+    if not out:
+        raise UserError("nothing to compare: --no_clean and --no_noisy together leave no condition; drop one")
+    return out
+
+
+def noise_for(seed: int, sample: int, t: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise of sample ``sample`` at timestep ``t``: fixed by (seed, sample, t) alone."""
+    key = int(np.random.SeedSequence([seed, sample, t]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(key))
+
+
+def make_inputs(
+    x0: torch.Tensor,
+    first_sample: int,
+    conditions: Sequence[Condition],
+    diffusion: GaussianDiffusion,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (n*S, 3, H, W) ordered sample-major, condition-minor, and their timesteps (n*S,)."""
+    xs, ts = [], []
+    for i, img in enumerate(x0):
+        for cond in conditions:
+            if cond.noisy:
+                noise = noise_for(seed, first_sample + i, cond.t, tuple(img.shape))
+                img_t = diffusion.q_sample(img[None], torch.tensor([cond.t]), noise[None])[0]
+            else:
+                img_t = img
+            xs.append(img_t)
+            ts.append(cond.t)
+    return torch.stack(xs), torch.tensor(ts, dtype=torch.long)
+
+
+def image_source(images, dataset: str, data_dir, split: str, resolution: int, needed: int):
+    """The clean images: ``images`` (a tensor (N, 3, H, W) in [-1, 1] or file paths) or the
+    ``split`` of ``dataset``; indexable, each item (3, H, W). Checks that ``needed`` exist."""
+    from ddpm_lens.data.datasets import build_dataset, load_images
+
+    if images is not None and not torch.is_tensor(images):
+        images = load_images(images, resolution)  # file paths
+    if images is not None:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise UserError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+        source = images
+    else:
+        source = build_dataset(dataset, root=data_dir, split=split, resolution=resolution)
+    if len(source) < needed:
+        raise UserError(
+            f"asked for {needed} samples but the {dataset if images is None else 'given'} images "
+            f"({split if images is None else 'files'}) hold only {len(source)}: lower --num_samples"
+        )
+    return source

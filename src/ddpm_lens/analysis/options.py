@@ -1,0 +1,181 @@
+"""Every setting of a visualizer run, with its default and its help, in one dataclass.
+
+:class:`VisualizeOptions` is the single source of the visualizer's settings: the CLI builds
+its flags from these fields (``ddpm_lens.cli.option_flags``), :func:`compare_features`
+takes the same fields as keyword arguments, and the run's ``manifest.json`` records
+:meth:`VisualizeOptions.to_dict`. A new setting is one field here, with ``help=`` and,
+where the flag differs from ``--<field>``, ``flag=``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddpm_lens.analysis.stat_registry import SPARSITY_THRESHOLD
+from ddpm_lens.util.errors import UserError
+
+DEFAULT_NUM_SAMPLES = 5  # the study's; with --images, the number of images
+NORM_MODES = ("channel", "model", "shared")
+
+
+def option(default: Any = None, *, help: str, group: str, **flag: Any) -> Any:
+    """A dataclass field with its CLI help; ``flag`` holds argparse extras (nargs, choices,
+    metavar, required, and ``flag="--no_x"`` for a switch that turns a True default off)."""
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"help": help, "group": group, **flag})
+    return field(default=default, metadata={"help": help, "group": group, **flag})
+
+
+@dataclass(frozen=True)
+class VisualizeOptions:
+    # models
+    baseline_ckpt: str | None = option(
+        help="baseline checkpoint (ddpm-torch, study or ddpm-lens file)", group="models", required=True
+    )
+    curriculum_ckpt: str | None = option(help="curriculum checkpoint", group="models", required=True)
+    config_baseline: str | None = option(
+        help="baseline JSON config (optional for ddpm-lens checkpoints, which carry theirs)", group="models"
+    )
+    config_curriculum: str | None = option(help="curriculum JSON config (likewise optional)", group="models")
+    use_ema: bool = option(
+        True,
+        help="use the EMA weights (ema.shadow) where the checkpoint has them",
+        group="models",
+        kind="ema",
+    )
+    labels: tuple[str, str] = option(
+        ("Baseline", "Curriculum"),
+        help="panel names; file names keep baseline_vs_curriculum",
+        group="models",
+        nargs=2,
+        metavar=("BASELINE", "CURRICULUM"),
+    )
+    # inputs
+    num_samples: int | None = option(
+        help=f"images to draw figures for (default: {DEFAULT_NUM_SAMPLES}, or the number of --images)",
+        group="inputs",
+    )
+    timesteps: tuple[int, ...] = option(
+        (100, 500, 900), help="noise levels t of the noisy conditions", group="inputs", nargs="+"
+    )
+    clean: bool = option(True, help="skip the clean_t0 condition", group="inputs", flag="--no_clean")
+    noisy: bool = option(True, help="skip the noisy_t<T> conditions", group="inputs", flag="--no_noisy")
+    dataset: str | None = option(
+        help="celeba, folder or synthetic-faces (default: the baseline config's dataset)", group="inputs"
+    )
+    data_dir: str | None = option(help="dataset folder (CelebA: the folder holding celeba/)", group="inputs")
+    split: str = option("test", help="train, valid, test or all", group="inputs")
+    images: Any = option(
+        help="your own pictures instead of a dataset (any size/mode; centre-cropped and resized); "
+        "from Python also an (N, 3, H, W) tensor in [-1, 1]",
+        group="inputs",
+        nargs="+",
+        metavar="FILE",
+    )
+    seed: int = option(
+        0,
+        help="noise seed: noise is drawn per sample and timestep and fed identically to both models",
+        group="inputs",
+    )
+    # figures
+    layers: tuple[str, ...] = option(
+        ("seed",),
+        help="layer names or presets: seed (in_conv, encoder_level_0..3, bottleneck), encoder, decoder, all",
+        group="figures",
+        nargs="+",
+    )
+    num_channels: int = option(64, help="channels per panel, by spatial variance", group="figures")
+    grid_size: int = option(8, help="cells per side of each panel's grid", group="figures")
+    norm: str = option(
+        "channel",
+        help="colour scaling: channel = each map to its own 2nd-98th percentile (the study's); "
+        "model = one range per panel; shared = one range for both panels",
+        group="figures",
+        choices=NORM_MODES,
+    )
+    match_channels: bool = option(
+        False,
+        help="order the curriculum panel's channels by a one-to-one correlation match to the baseline's",
+        group="figures",
+    )
+    output_dir: str = option("feature_visualizations", help="output folder", group="figures")
+    # statistics and run
+    threshold: float = option(SPARSITY_THRESHOLD, help="sparsity counts |x| below this", group="statistics")
+    stats_samples: int | None = option(
+        help="images for the statistics and CKA (default: --num_samples); streamed in batches",
+        group="statistics",
+    )
+    batch_size: int = option(10, help="inputs per forward pass", group="statistics")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N; no CUDA falls back to the CPU", group="run")
+    report: bool = option(True, help="skip summary, plots and index.html", group="run", flag="--no_report")
+    progress: bool = option(True, help="no progress bar", group="run", flag="--no_progress")
+    prefetch: bool = option(
+        True,
+        help="no background work: hash and load the checkpoints in order (see analysis/prefetch.py)",
+        group="run",
+        flag="--no_prefetch",
+    )
+
+    def resolved(self) -> VisualizeOptions:
+        """These options checked, with ``num_samples`` and ``stats_samples`` filled in."""
+        if not self.baseline_ckpt or not self.curriculum_ckpt:
+            raise UserError("both --baseline_ckpt and --curriculum_ckpt are needed")
+        images = self.images
+        if isinstance(images, str):
+            images = (images,)
+        n_images = len(images) if images is not None else None
+        num_samples = self.num_samples
+        if num_samples is None:
+            num_samples = n_images or DEFAULT_NUM_SAMPLES
+        if num_samples < 1:
+            raise UserError(f"--num_samples must be at least 1, got {num_samples}")
+        stats_samples = num_samples if self.stats_samples is None else self.stats_samples
+        if stats_samples < num_samples:
+            raise UserError(f"--stats_samples {stats_samples} is below --num_samples {num_samples}: raise it")
+        if self.batch_size < 1:
+            raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if len(self.labels) != 2:
+            raise UserError(f"--labels takes two names (baseline, curriculum), got {len(self.labels)}")
+        if self.norm not in NORM_MODES:
+            raise UserError(f"--norm {self.norm!r} is not one of {', '.join(NORM_MODES)}")
+        if not (self.clean or self.noisy):
+            raise UserError(
+                "nothing to compare: --no_clean and --no_noisy together leave no condition; drop one"
+            )
+        if isinstance(images, Sequence):
+            images = tuple(images)
+        return dataclasses.replace(
+            self,
+            images=images,
+            num_samples=num_samples,
+            stats_samples=stats_samples,
+            labels=tuple(self.labels),
+            timesteps=tuple(int(t) for t in self.timesteps),
+            layers=tuple(self.layers),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tuples as lists, an image tensor as its shape."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "shape"):
+                value = f"tensor {tuple(value.shape)}"
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def visualize_options(options: VisualizeOptions | None = None, **overrides: Any) -> VisualizeOptions:
+    """``options`` (default: all defaults) with ``overrides`` applied; unknown names are an error."""
+    names = {f.name for f in dataclasses.fields(VisualizeOptions)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"unknown visualizer option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(options or VisualizeOptions(), **overrides)

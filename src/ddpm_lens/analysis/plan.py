@@ -1,0 +1,140 @@
+"""Everything a visualizer run fixes before its first forward pass, checked up front.
+
+:func:`build_plan` turns :class:`~ddpm_lens.analysis.options.VisualizeOptions` into a
+:class:`Plan`: both configs and architectures, the request (timesteps, layers, channel
+counts) checked against both models, the input images found, and only then the weights
+loaded. Every error the user can fix is raised here, before any output exists.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ddpm_lens.analysis.inputs import Condition, image_source, make_conditions
+from ddpm_lens.analysis.model_pair import LoadedModel, load_pair, open_pair
+from ddpm_lens.analysis.options import VisualizeOptions
+from ddpm_lens.analysis.prefetch import Prefetch
+from ddpm_lens.analysis.timings import Timings
+from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.core.features import resolve_layers
+from ddpm_lens.core.unet import layer_channels
+from ddpm_lens.util.errors import UserError, warn
+
+
+@dataclass
+class Plan:
+    options: VisualizeOptions  # resolved: num_samples and stats_samples are set
+    models: list[LoadedModel]
+    conditions: list[Condition]
+    layers: list[str]  # resolved layer names both models have
+    device: torch.device
+    diffusion: GaussianDiffusion  # makes the noisy inputs (the baseline's schedule)
+    images: object  # Tensor (N, 3, H, W) or a Dataset yielding (3, H, W)
+
+    @property
+    def samples_per_chunk(self) -> int:
+        return max(1, self.options.batch_size // len(self.conditions))
+
+
+def check_request(
+    models: Sequence[LoadedModel],
+    *,
+    timesteps: Sequence[int],
+    layers: Sequence[str],
+    num_channels: int,
+    grid_size: int,
+) -> list[str]:
+    """Validate timesteps, layer names and channel counts against both models; resolved layer names."""
+    if grid_size < 1:
+        raise UserError(f"--grid_size must be at least 1, got {grid_size}")
+    if num_channels < 1:
+        raise UserError(f"--num_channels must be at least 1, got {num_channels}")
+    if num_channels > grid_size**2:
+        raise UserError(
+            f"--num_channels {num_channels} does not fit a {grid_size}x{grid_size} grid "
+            f"({grid_size**2} cells): lower it or raise --grid_size"
+        )
+    names = None
+    for m in models:
+        T = m.config.diffusion.timesteps
+        bad = [t for t in timesteps if not 0 <= t < T]
+        if bad:
+            raise UserError(
+                f"timestep {bad[0]} is outside [0, {T}) of the {m.label} model: "
+                f"pass --timesteps between 0 and {T - 1}"
+            )
+        resolved = resolve_layers(m.structure, layers)
+        names = resolved if names is None else [n for n in names if n in resolved]
+    missing = [n for n in resolve_layers(models[0].structure, layers) if n not in names]
+    if missing:
+        raise UserError(f"layer {missing[0]} exists in only one of the two models; choose layers both have")
+    return names
+
+
+def build_plan(
+    options: VisualizeOptions, *, prefetch: Prefetch | None = None, timings: Timings | None = None
+) -> Plan:
+    """Check ``options`` against both models and the data, then load the weights."""
+    from ddpm_lens.util.devices import pick_device
+
+    opts = options.resolved()
+    timings = timings or Timings()
+    device = pick_device(opts.device)
+    conditions = make_conditions(opts.timesteps, clean=opts.clean, noisy=opts.noisy)
+    models = open_pair(
+        ckpts=(opts.baseline_ckpt, opts.curriculum_ckpt),
+        configs=(opts.config_baseline, opts.config_curriculum),
+        labels=opts.labels,
+        use_ema=opts.use_ema,
+        device=device,
+        prefetch=prefetch,
+        timings=timings,
+    )
+    names = check_request(
+        models,
+        timesteps=opts.timesteps,
+        layers=opts.layers,
+        num_channels=opts.num_channels,
+        grid_size=opts.grid_size,
+    )
+    _warn_narrow(models, names, opts.num_channels)
+    base_cfg = models[0].config
+    if models[1].config.diffusion != base_cfg.diffusion:
+        warn("the two configs' diffusion settings differ; both models get inputs noised with the baseline's")
+    tic = time.perf_counter()
+    source = image_source(
+        opts.images,
+        opts.dataset or base_cfg.dataset.name,
+        opts.data_dir or base_cfg.dataset.root,
+        opts.split,
+        base_cfg.dataset.resolution,
+        opts.stats_samples,
+    )
+    timings.add("load", time.perf_counter() - tic)  # the inputs; the loaders count their own time
+    load_pair(models, use_ema=opts.use_ema, device=device, prefetch=prefetch, timings=timings)
+    return Plan(
+        options=opts,
+        models=models,
+        conditions=conditions,
+        layers=names,
+        device=device,
+        diffusion=GaussianDiffusion.from_config(base_cfg.diffusion),
+        images=source,
+    )
+
+
+def _warn_narrow(models: Sequence[LoadedModel], names: Sequence[str], num_channels: int) -> None:
+    narrow = sorted(
+        {
+            f"{layer} ({layer_channels(m.structure)[layer]})"
+            for m in models
+            for layer in names
+            if layer_channels(m.structure)[layer] < num_channels
+        }
+    )
+    if narrow:
+        warn(f"{', '.join(narrow)} have fewer than {num_channels} channels; showing all of their channels")

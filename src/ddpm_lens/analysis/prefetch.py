@@ -1,0 +1,63 @@
+"""Work started early on the second core: checkpoint hashes and the second model's weights.
+
+A visualizer run records each checkpoint's SHA-256 and loads two checkpoints. Hashing a
+546 MB trainer file takes about a second and ``hashlib`` releases the GIL, so the CLI starts
+a :class:`Prefetch` before it imports torch; unpickling the second checkpoint is Python work
+that overlaps the first model's forward pass (C++, GIL released). Both are optional: without
+a Prefetch everything runs in the foreground, in order. Errors never surface later than the
+first forward pass, and a file that does not look loadable
+(:func:`ddpm_lens.core.checkpoint.looks_loadable`) is loaded in the foreground, where its
+problem is reported before any work is done. ``benchmarks/visualize_speed.py`` measures the
+saving (``--no_prefetch`` in the CLI turns it off).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ddpm_lens.util.digests import FileDigests, sha256_of
+
+
+class Prefetch:
+    def __init__(self, paths: Iterable[str | os.PathLike] = ()):
+        self._digests = FileDigests(p for p in paths if os.path.isfile(p))
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+
+    def digest(self, path: str | os.PathLike) -> Future:
+        return self._digests.future(path)
+
+    def submit(self, fn: Callable, *args) -> Future:
+        return self._loader.submit(fn, *args)
+
+    def close(self) -> None:
+        """Stop taking work; what was queued still finishes."""
+        self._digests.close()
+        self._loader.shutdown(wait=False)
+
+
+def done(value) -> Future:
+    """A future that already holds ``value`` (the foreground path)."""
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+def foreground_digest(path: str | os.PathLike) -> Future:
+    """The SHA-256 future of ``path`` without a Prefetch: computed on first use."""
+    return _Lazy(lambda: sha256_of(path))
+
+
+class _Lazy(Future):
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self._fn = fn
+
+    def result(self, timeout=None):
+        if not self.done():
+            try:
+                self.set_result(self._fn())
+            except OSError as exc:
+                self.set_exception(exc)
+        return super().result(timeout)

@@ -1,0 +1,217 @@
+"""The visualizer's run loop: the same inputs through two models, a chunk at a time.
+
+Clean images and ``q_sample(x0, t, noise)`` (noise drawn once per sample and timestep, fed
+identically to both models) -> one batched, early-stopped forward per model and chunk ->
+per-map statistics rows, the top-variance channels of each map and CKA / channel-correlation
+accumulators. Memory is bounded by the chunk, not by the number of samples.
+:func:`run_stream` drives it and hands each finished :class:`Chunk` to a sink (the figure
+writer of :mod:`ddpm_lens.output`, or a list in :func:`~ddpm_lens.analysis.compare.compare_features`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ddpm_lens.analysis import stats
+from ddpm_lens.analysis.inputs import make_inputs
+from ddpm_lens.analysis.model_pair import layout
+from ddpm_lens.analysis.pair_accumulators import PairAccumulators, match_chunk
+from ddpm_lens.analysis.plan import Plan
+from ddpm_lens.analysis.timings import Timings
+from ddpm_lens.core.features import hooked, run_until
+from ddpm_lens.core.unet import UNet
+from ddpm_lens.util.errors import UserError
+
+
+@torch.inference_mode()
+def forward_layers(
+    model: UNet,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    layers: Sequence[str],
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """Activations {layer: (B, C, H, W) float32 numpy} in chunks of ``batch_size`` inputs."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    fmt = layout(device)
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size].to(device).contiguous(memory_format=fmt)
+        with hooked(model, layers) as captured:
+            run_until(model, xb, t[start : start + batch_size].to(device))
+        for name in layers:
+            parts[name].append(captured[name].float().cpu().numpy())
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+@dataclass
+class LayerMaps:
+    """One model's layer over a chunk: activations and the maps a figure shows, [sample, condition, ...]."""
+
+    acts: np.ndarray | None  # (n, S, C, H, W); dropped once the accumulators have seen them
+    shown: np.ndarray  # (n, S, K) channel indices
+    maps: np.ndarray  # (n, S, K, H, W): those channels
+    normed: np.ndarray  # the same maps each scaled to its 2nd-98th percentile (float32)
+
+    def show(self, i: int, s: int, channels: np.ndarray) -> None:
+        """Show ``channels`` for sample ``i``, condition ``s`` (needs the activations)."""
+        picked, u = shown_maps(self.acts[i, s][None], channels[None])
+        self.shown[i, s], self.maps[i, s], self.normed[i, s] = channels, picked[0], u[0]
+
+
+@dataclass
+class Chunk:
+    """One group of samples through both models."""
+
+    first: int  # index of its first sample
+    x0: torch.Tensor  # (n, 3, H, W) clean images in [-1, 1]
+    inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
+    layers: dict[str, dict[str, LayerMaps]]  # model key -> layer -> its maps
+    rows: list[dict]
+
+    def drop_activations(self) -> None:
+        for by_layer in self.layers.values():
+            for maps in by_layer.values():
+                maps.acts = None
+
+
+@dataclass
+class StreamResult:
+    rows: list[dict]
+    cka: list[dict]
+    skipped_cka: list[str]  # layers whose spatial sizes differ between the models
+
+
+def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> Iterator[Chunk]:
+    """Stream the first ``limit`` (default: all ``stats_samples``) samples through both models."""
+    opts = plan.options
+    n_cond = len(plan.conditions)
+    total = opts.stats_samples if limit is None else limit
+    for first in range(0, total, plan.samples_per_chunk):
+        count = min(plan.samples_per_chunk, total - first)
+        tic = time.perf_counter()
+        x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
+        x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, opts.seed)
+        timings.add("load", time.perf_counter() - tic)
+        layers: dict[str, dict[str, LayerMaps]] = {}
+        rows: list[dict] = []
+        for m in plan.models:
+            tic = time.perf_counter()
+            flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
+            timings.add("forward", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            layers[m.key] = {}
+            for layer, a in flat.items():
+                summary = stats.channel_summary(a, opts.threshold)
+                if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
+                    raise UserError(
+                        f"the {m.label} model's {layer} activations contain NaN or inf (samples "
+                        f"{first}-{first + count - 1}): its weights may have diverged; check "
+                        f"{m.weights.path} (e.g. an earlier checkpoint)"
+                    )
+                idx = summary.top_channels(opts.num_channels)  # (n*S, K)
+                picked, u = shown_maps(a, idx)
+                rows += stats_rows(plan, m.key, layer, a.shape[1:], summary, idx, picked, u, first)
+                split = (count, n_cond)
+                layers[m.key][layer] = LayerMaps(
+                    acts=a.reshape(*split, *a.shape[1:]),
+                    shown=idx.reshape(*split, -1),
+                    maps=picked.reshape(*split, *picked.shape[1:]),
+                    normed=u.reshape(*split, *u.shape[1:]),
+                )
+            timings.add("stats", time.perf_counter() - tic)
+        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), layers, rows)
+
+
+def run_stream(
+    plan: Plan,
+    *,
+    timings: Timings,
+    sink: Callable[[Chunk], None] | None = None,
+    keep_activations: bool = False,
+) -> StreamResult:
+    """Every chunk through both models into the accumulators and then ``sink``.
+
+    With ``match_channels`` the channel correlations over the figure samples come first (one
+    extra pass over them), so that every chunk's curriculum maps are reordered before the
+    sink sees them. Without ``keep_activations`` each chunk's full activations are freed
+    once accumulated: figures need only the shown maps.
+    """
+    from tqdm.auto import tqdm
+
+    opts = plan.options
+    corr = None
+    if opts.match_channels:
+        pre = PairAccumulators(plan, cka=False, match=True)
+        for chunk in iter_chunks(plan, timings, limit=opts.num_samples):
+            pre.update(chunk)
+        corr = pre.matcher()
+    accs = PairAccumulators(plan)
+    rows: list[dict] = []
+    bar = tqdm(total=opts.stats_samples, desc="visualize", unit="sample", disable=not opts.progress)
+    try:
+        for chunk in iter_chunks(plan, timings):
+            accs.update(chunk)
+            if corr is not None:
+                match_chunk(chunk, corr, plan)
+            if not keep_activations:
+                chunk.drop_activations()
+            if sink is not None:
+                sink(chunk)
+            rows += chunk.rows
+            bar.update(len(chunk.x0))
+    finally:
+        bar.close()
+    return StreamResult(rows, accs.cka_rows(), sorted(accs.skipped))
+
+
+def shown_maps(a: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maps ``idx`` (B, K) picks out of ``a`` (B, C, H, W), and the same scaled for display:
+    (B, K, H, W) each, the second float32 in [0, 1] (:func:`stats.percentile_scale`)."""
+    picked = np.stack([a[j][idx[j]] for j in range(len(a))])  # a per-image gather beats take_along_axis
+    u = stats.percentile_scale(picked.reshape(-1, *picked.shape[2:]))[0].reshape(picked.shape)
+    return picked, u
+
+
+def stats_rows(
+    plan: Plan,
+    key: str,
+    layer: str,
+    shape: tuple[int, ...],
+    summary: stats.ChannelSummary,
+    idx: np.ndarray,
+    maps: np.ndarray,
+    normed: np.ndarray,
+    first: int,
+) -> list[dict]:
+    """Statistics rows for one model and layer over a chunk of n*S inputs: ``idx`` (n*S, K)
+    shown channels, ``maps`` (n*S, K, H, W) their activations and ``normed`` the same
+    scaled for display. Field names are those of :mod:`ddpm_lens.analysis.stat_registry`."""
+    s = stats.batch_layer_stats(shown=idx, summary=summary)
+    k = maps.shape[1]
+    edge = stats.gradient_energy(normed.reshape(-1, *normed.shape[2:])).reshape(-1, k).mean(axis=1)
+    auto = stats.spatial_autocorrelation(maps.reshape(-1, *maps.shape[2:])).reshape(-1, k).mean(axis=1)
+    n_cond = len(plan.conditions)
+    out = []
+    for j in range(len(idx)):
+        sample, cond = first + j // n_cond, plan.conditions[j % n_cond]
+        row = {
+            "sample": sample,
+            "condition": cond.name,
+            "t": cond.t,
+            "layer": layer,
+            "model": key,
+            "shape": list(shape),
+        }
+        row.update({name: float(v[j]) for name, v in s.items()})
+        row.update(
+            {"edge_energy": float(edge[j]), "autocorr": float(auto[j]), "shown_channels": idx[j].tolist()}
+        )
+        out.append(row)
+    return out

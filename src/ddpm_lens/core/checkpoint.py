@@ -1,0 +1,380 @@
+"""Checkpoints: safe loading of ddpm-torch and ddpm-lens files, atomic saving, naming.
+
+Accepted files:
+
+- ddpm-torch trainer files: ``{"model", "optimizer", "scheduler", "ema": {"shadow", ...}, "epoch"}``
+- the same with DDP's ``module.`` (or torch.compile's ``_orig_mod.``) key prefixes
+- bare state dicts (name -> tensor), ``.pt`` or ``.safetensors``
+- ddpm-lens trainer files: ddpm-torch's keys plus ``config`` and ``sampler``
+
+Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
+refused, never executed. Files are memory-mapped, so reading the EMA weights of a 546 MB
+trainer file touches only those weights' pages::
+
+    model, diffusion, cfg = load_model("configs/celeba.json", "chkpts/celeba/celeba_16.pt")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pickle
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ddpm_lens.core.config import Config, ModelConfig, config_from_dict, load_config
+from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.core.unet import UNet, build_unet
+from ddpm_lens.util.atomic import atomic_path
+from ddpm_lens.util.errors import UserError, warn
+
+log = logging.getLogger("ddpm_lens")
+
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class Weights:
+    """A state dict picked out of a checkpoint file, and where it came from."""
+
+    state_dict: dict[str, torch.Tensor]
+    which: str  # "ema" | "model" | "state_dict"
+    path: str
+    epoch: int | None
+    config: dict | None  # the run config stored by ddpm-lens, if any
+
+    @property
+    def description(self) -> str:
+        return {
+            "ema": "EMA weights (ema.shadow)",
+            "model": "raw training weights (model)",
+            "state_dict": "bare state dict",
+        }[self.which]
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a ``.pt`` checkpoint safely: weights only, memory-mapped where the format allows."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: pass the path of a .pt or .safetensors file")
+    if path.suffix == ".safetensors":
+        raise UserError(f"checkpoint {path} is a safetensors file: read it with load_weights")
+    try:
+        return _torch_load(path, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc) and "zip" not in str(exc).lower():  # else: pre-1.6 format, cannot map
+            raise _unreadable(path, exc) from None
+    return _torch_load(path, mmap=False)
+
+
+def _torch_load(path: Path, *, mmap: bool) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols of random bytes
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as exc:
+            if "GLOBAL" in str(exc) or "global" in str(exc):  # a callable to import: code, not data
+                raise UserError(
+                    f"checkpoint {path} was refused: it holds pickled Python objects (e.g. "
+                    f"{_blocked_global(str(exc))}) that could run code when loaded; re-save its state dict "
+                    "from a trusted source"
+                ) from None
+            raise _unreadable(path, exc) from None
+        except RuntimeError:
+            if mmap:
+                raise
+            raise _unreadable(path, None) from None
+        except Exception as exc:  # random bytes make the unpickler fail in many ways
+            raise _unreadable(path, exc) from None
+
+
+def _blocked_global(message: str) -> str:
+    m = re.search(r"GLOBAL ([\w.]+)", message)
+    return m.group(1) if m else "an arbitrary global"
+
+
+def _unreadable(path: Path, exc: BaseException | None) -> UserError:
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    return UserError(
+        f"checkpoint {path} is truncated or not a PyTorch checkpoint{why}: re-copy or re-save it"
+    )
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DDP ``module.`` / torch.compile ``_orig_mod.`` prefixes shared by every key."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if state_dict and all(k.startswith(prefix) for k in state_dict):
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+                changed = True
+    return state_dict
+
+
+def parse_epoch(path: str | os.PathLike) -> int | None:
+    """Epoch from ``<name>_<epoch>.pt`` or ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt`` (last digit group)."""
+    m = re.search(r"_(\d+)$", Path(path).stem)
+    return int(m.group(1)) if m else None
+
+
+def checkpoint_name(name: str, epoch: int, when: datetime | None = None) -> str:
+    """Our runs' file name: ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt``."""
+    return f"{name}_{(when or datetime.now()).strftime('%Y%m%d_%H%M%S')}_{epoch}.pt"
+
+
+def _read_safetensors(path: Path) -> Weights:
+    """A .safetensors file: its tensors, and what ``export_safetensors`` put in its metadata."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        config = json.loads(meta["config"]) if "config" in meta else None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} is not a readable safetensors file ({exc})") from None
+    which = meta.get("weights", "state_dict")
+    epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else parse_epoch(path)
+    return Weights(
+        strip_prefixes(tensors),
+        which if which in ("ema", "model") else "state_dict",
+        str(path),
+        epoch,
+        config,
+    )
+
+
+def looks_loadable(path: str | os.PathLike) -> bool:
+    """A cheap look at a file before loading it in the background: True for a readable
+    .safetensors file whose header parses or a zip-format PyTorch file (``torch.save``'s
+    default since 1.6) holding a ``data.pkl``. Anything else is best loaded in the foreground,
+    where its problem is reported before any work is done."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                return 0 < size < 100_000_000 and json.loads(f.read(size)) is not None
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in z.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
+
+
+def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
+    """Pick the weights to use out of any accepted checkpoint file (.pt or .safetensors)."""
+    if Path(path).suffix == ".safetensors" and Path(path).is_file():
+        return _read_safetensors(Path(path))
+    obj = read_checkpoint(path)
+    path = str(path)
+    epoch = parse_epoch(path)
+    if _is_state_dict(obj):
+        return Weights(strip_prefixes(obj), "state_dict", path, epoch, None)
+    if not isinstance(obj, dict) or not ({"model", "ema", "state_dict"} & set(obj)):
+        raise UserError(
+            f"checkpoint {path} holds no weights: expected a state dict or a trainer file with "
+            "'model' / 'ema' entries"
+        )
+    if isinstance(obj.get("epoch"), int):
+        epoch = obj["epoch"]
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+    ema = obj.get("ema")
+    if use_ema and isinstance(ema, dict) and _is_state_dict(ema.get("shadow")):
+        return Weights(strip_prefixes(ema["shadow"]), "ema", path, epoch, config)
+    for key in ("model", "state_dict"):
+        if _is_state_dict(obj.get(key)):
+            if use_ema:
+                warn(f"checkpoint {path} has no EMA weights; using its raw weights ('{key}')")
+            return Weights(strip_prefixes(obj[key]), "model", path, epoch, config)
+    raise UserError(
+        f"checkpoint {path} holds no usable weights ('model' and 'ema.shadow' are missing or empty)"
+    )
+
+
+def infer_model_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Model settings a ddpm-torch UNet state dict implies (for mismatch messages)."""
+    out: dict[str, Any] = {}
+    w = state_dict.get("in_conv.weight")
+    if w is None or w.dim() != 4:
+        return out
+    hid = w.shape[0]
+    out.update(in_channels=int(w.shape[1]), hid_channels=int(hid))
+    levels = sorted(
+        {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_(\d+)\.", k))}
+    )
+    mults, attn = [], []
+    for i in levels:
+        convs = [k for k in state_dict if re.match(rf"downsamples\.level_{i}\.0\.(0\.)?conv1\.weight$", k)]
+        if convs:
+            mults.append(int(state_dict[convs[0]].shape[0] // hid))
+        attn.append(any(k.startswith(f"downsamples.level_{i}.") and ".project_in." in k for k in state_dict))
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_0\.(\d+)\.", k))}
+    has_down = any(re.match(r"downsamples\.level_0\.\d+\.1\.weight$", k) for k in state_dict)
+    out.update(ch_multipliers=mults, apply_attn=attn, num_res_blocks=len(blocks) - (1 if has_down else 0))
+    return out
+
+
+def check_fit(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, ckpt: str, config: str) -> None:
+    """Raise a one-line UserError describing how ``state_dict`` fails to fit ``model``."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {list(got[k])} vs model {list(expected[k])}"
+        for k in expected
+        if k in got and got[k] != expected[k]
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
+    hint = infer_model_config(state_dict)
+    fix = (
+        (
+            "; the checkpoint fits model settings "
+            + ", ".join(f"{k}={v}" for k, v in hint.items())
+            + f" — set them in the 'model' section of {config}"
+        )
+        if hint
+        else ""
+    )
+    raise UserError(f"checkpoint {ckpt} does not fit config {config}: {'; '.join(parts)}{fix}")
+
+
+def model_from_weights(
+    weights: Weights,
+    model_cfg: ModelConfig,
+    *,
+    config_name: str,
+    device: str | torch.device = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> UNet:
+    """Build the UNet for ``model_cfg`` and copy ``weights`` into it (strict).
+
+    The model is built on the meta device and given uninitialised storage (no random init);
+    the copy reads only these weights' pages of a memory-mapped file, and once the caller
+    drops ``weights`` the mapping goes, so a 546 MB trainer file costs its 136 MB of EMA
+    weights, not 546 MB. ``memory_format=torch.channels_last`` lays the 4-D weights out as
+    NHWC from the start (no second copy).
+    """
+    with torch.device("meta"):
+        model = build_unet(model_cfg)
+    check_fit(model, weights.state_dict, ckpt=weights.path, config=config_name)
+    _materialize(model, torch.device(device), memory_format)
+    model.load_state_dict(weights.state_dict, strict=True)  # copies, casting to float32
+    return model.eval()
+
+
+def _materialize(model: nn.Module, device: torch.device, memory_format: torch.memory_format) -> None:
+    """Give every meta parameter and buffer of ``model`` uninitialised storage on ``device``.
+
+    What ``Module.to_empty`` does, but with plain ``torch.empty`` calls: ``to_empty`` goes
+    through ``empty_like`` on meta tensors, whose first use costs about half a second.
+    """
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            fmt = memory_format if p.dim() == 4 else torch.contiguous_format
+            empty = torch.empty(p.shape, dtype=p.dtype, device=device, memory_format=fmt)
+            setattr(module, name, nn.Parameter(empty, requires_grad=p.requires_grad))
+        for name, b in list(module.named_buffers(recurse=False)):
+            setattr(module, name, torch.empty(b.shape, dtype=b.dtype, device=device))
+
+
+def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> Config:
+    """The config file if given, else the one a ddpm-lens checkpoint carries."""
+    if config_path is not None:
+        return load_config(config_path)
+    if weights.config is None:
+        raise UserError(
+            f"checkpoint {weights.path} carries no config: pass its JSON config "
+            "(e.g. --config configs/celeba.json)"
+        )
+    return config_from_dict(weights.config, source=f"{weights.path}:config")
+
+
+def load_checkpoint(
+    config_path: str | os.PathLike | None,
+    ckpt_path: str | os.PathLike,
+    *,
+    use_ema: bool = True,
+    device: str | torch.device = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[UNet, Weights, Config]:
+    """The weights of a checkpoint, its config and the UNet built from both: ``(model,
+    weights, config)``. Arguments in :func:`load_model`'s order; ``config_path`` may be None
+    for files that carry their config. The returned ``weights`` describe the file (path, epoch, EMA or
+    raw) but no longer hold the tensors, which live in the model; the file's memory map
+    goes with them."""
+    weights = load_weights(ckpt_path, use_ema=use_ema)
+    cfg = resolve_config(config_path, weights)
+    model = model_from_weights(
+        weights, cfg.model, config_name=cfg.source, device=device, memory_format=memory_format
+    )
+    return model, dataclasses.replace(weights, state_dict={}), cfg
+
+
+def load_model(
+    config_path: str | os.PathLike | None,
+    ckpt_path: str | os.PathLike,
+    use_ema: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[UNet, GaussianDiffusion, Config]:
+    """Load a checkpoint into a UNet built from its config; returns ``(model, diffusion, config)``.
+
+    ``use_ema`` picks ``ema.shadow`` when present (the weights used are logged on the
+    ``ddpm_lens`` logger). ``config_path`` may be None for ddpm-lens checkpoints.
+    """
+    model, weights, cfg = load_checkpoint(config_path, ckpt_path, use_ema=use_ema, device=device)
+    log.info("loaded %s from %s (epoch %s)", weights.description, weights.path, weights.epoch)
+    return model, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` through a temp file, fsync, then rename: a checkpoint is never half-written."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def export_safetensors(weights: Weights, path: str | os.PathLike, *, config: dict | None = None) -> None:
+    """Write the chosen weights as a self-describing .safetensors file (atomically).
+
+    The metadata records the source, which weights (``ema``/``model``), the epoch and the
+    run config (``config`` or the one the checkpoint carried), so ``load_model(None, path)``
+    works and no pickle is involved at all.
+    """
+    from safetensors.torch import save_file
+
+    meta = {"source": weights.path, "weights": weights.which, "format": "ddpm-lens"}
+    if weights.epoch is not None:
+        meta["epoch"] = str(weights.epoch)
+    if config or weights.config:
+        meta["config"] = json.dumps(config or weights.config)
+    tensors = {k: v.contiguous() for k, v in weights.state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)

@@ -1,0 +1,58 @@
+"""The run's tables: ``stats.csv`` / ``stats.json`` (one row per sample x condition x layer x
+model) and ``cka.csv`` / ``cka.json`` (one row per layer x condition), written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ddpm_lens.analysis.model_pair import MODEL_KEYS
+from ddpm_lens.analysis.plan import Plan
+from ddpm_lens.analysis.stat_registry import row_columns
+from ddpm_lens.output.csv_table import csv_text
+from ddpm_lens.output.run_folder import figure_path
+from ddpm_lens.util.atomic import write_text
+
+CKA_COLUMNS = ["layer", "condition", "t", "n_samples", "n_examples", "cka_debiased", "cka_biased"]
+
+
+def stats_meta(plan: Plan) -> dict:
+    opts = plan.options
+    return {
+        "labels": [m.label for m in plan.models],
+        "models": list(MODEL_KEYS),
+        "threshold": opts.threshold,
+        "num_samples": opts.num_samples,
+        "stats_samples": opts.stats_samples,
+        "num_channels": opts.num_channels,
+        "conditions": [{"name": c.name, "t": c.t} for c in plan.conditions],
+        "layers": plan.layers,
+        "stats_over": "all channels of the layer (shown_* keys: the channels drawn)",
+    }
+
+
+def add_figure_paths(rows: list[dict], num_samples: int) -> None:
+    """Each row's ``figure``: the PNG that draws it, or None for statistics-only samples."""
+    for r in rows:
+        r["figure"] = (
+            figure_path(r["sample"], r["condition"], r["layer"]) if r["sample"] < num_samples else None
+        )
+
+
+def write_stats(out: Path, plan: Plan, rows: list[dict]) -> None:
+    columns = ["sample", "condition", "t", "layer", "model", "shape", *row_columns(), "shown_channels"]
+    if any("matched_corr" in r for r in rows):
+        columns += ["matched_corr", "matched_channels"]
+    columns.append("figure")
+    write_text(out / "stats.csv", csv_text(rows, columns))
+    write_text(out / "stats.json", json.dumps({**stats_meta(plan), "rows": rows}, allow_nan=True) + "\n")
+
+
+def write_cka(out: Path, cka: list[dict]) -> None:
+    write_text(out / "cka.csv", csv_text(cka, CKA_COLUMNS))
+    document = {
+        "estimator": "linear CKA; debiased = unbiased HSIC (Song et al. 2012), "
+        "biased = Kornblith et al. 2019",
+        "rows": cka,
+    }
+    write_text(out / "cka.json", json.dumps(document, allow_nan=True) + "\n")
