@@ -6,10 +6,10 @@ import torch
 from ddpm_lens.core.config import load_config
 from ddpm_lens.core.unet import build_unet, count_parameters, iter_layers, layer_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
     line.split("\t")
-    for line in (ROOT / "tests/data/ddpm_torch_unet_celeba64_keys.tsv").read_text().splitlines()
+    for line in (ROOT / "tests/fixtures/ddpm_torch_unet_celeba64_keys.tsv").read_text().splitlines()
 ]
 
 

@@ -14,7 +14,7 @@ from ddpm_lens.analysis.inputs import noise_for
 from ddpm_lens.cli import main
 from ddpm_lens.output import render
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED_LAYERS = [
     "in_conv",
     "encoder_level_0",

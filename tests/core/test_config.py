@@ -12,7 +12,7 @@ from ddpm_lens.core.config import (
 )
 from ddpm_lens.util.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_celeba_config_has_the_study_settings():

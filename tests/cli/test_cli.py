@@ -14,7 +14,7 @@ from ddpm_lens.cli import main
 from ddpm_lens.core.checkpoint import save_checkpoint
 from ddpm_lens.core.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs/tiny.json"
 
 

@@ -21,10 +21,10 @@ from ddpm_lens.core.checkpoint import (
 from ddpm_lens.core.config import save_config
 from ddpm_lens.util.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
     line.split("\t")
-    for line in (ROOT / "tests/data/ddpm_torch_unet_celeba64_keys.tsv").read_text().splitlines()
+    for line in (ROOT / "tests/fixtures/ddpm_torch_unet_celeba64_keys.tsv").read_text().splitlines()
 ]
 
 
