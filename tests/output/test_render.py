@@ -197,7 +197,7 @@ def test_shared_mode_puts_both_panels_on_one_scale_and_one_colorbar():
     assert len(layout.colorbars) == 1 and layout.colorbars[0][0] > layout.grid_origins[1][0]
     for p, (maps, other) in enumerate(((low, low + 10), (low + 10, low))):
         normed, _ = normalize_maps(maps, mode="shared", shared_with=other)
-        levels = (np.kron(normed[0], np.ones((16, 16))) * (render._LEVELS - 1) + 0.5).astype(np.uint8)
+        levels = (np.kron(normed[0], np.ones((16, 16))) * (render.LEVELS - 1) + 0.5).astype(np.uint8)
         expected = render.palette()[levels]
         np.testing.assert_array_equal(crop(shared, layout.cell_box(p, 0)), expected)
     # per-map scaling would draw both panels identically

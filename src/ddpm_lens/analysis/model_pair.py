@@ -126,7 +126,7 @@ class _first_two(Future):
 
 
 def layout(device: torch.device) -> torch.memory_format:
-    """Weights and inputs in NHWC on the CPU, where oneDNN convolutions run ~20 % faster so."""
+    """Weights and inputs in NHWC on the CPU, where oneDNN's convolutions are faster so."""
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 

@@ -1,7 +1,7 @@
 """Work started early on the second core: checkpoint hashes and the second model's weights.
 
 A visualizer run records each checkpoint's SHA-256 and loads two checkpoints. Hashing a
-546 MB trainer file takes about a second and ``hashlib`` releases the GIL, so the CLI starts
+large trainer file takes a while and ``hashlib`` releases the GIL, so the CLI starts
 a :class:`Prefetch` before it imports torch; unpickling the second checkpoint is Python work
 that overlaps the first model's forward pass (C++, GIL released). Both are optional: without
 a Prefetch everything runs in the foreground, in order. Errors never surface later than the

@@ -176,7 +176,7 @@ def assign_channels(corr: np.ndarray) -> dict:
     ``{"assignment": (K,) int64 column for each row, "correlation": (K,) float64 matched r,
     "mean_correlation": float}``.
     """
-    from scipy.optimize import linear_sum_assignment  # ~0.7 s to import: only when matching
+    from scipy.optimize import linear_sum_assignment  # slow to import: only when matching
 
     corr = np.asarray(corr, dtype=np.float64)
     k, c = corr.shape

@@ -16,15 +16,15 @@ from collections import Counter
 import numpy as np
 from scipy import stats as scipy_stats
 
+from ddpm_lens.analysis.stat_registry import SUMMARIZED
 from ddpm_lens.util.errors import UserError
 
-DEFAULT_STATS = ("mean", "std", "mean_abs", "sparsity")
 EDGE_LAYERS = ("encoder_level_0", "encoder_level_1")
 TEST_NAME = "Wilcoxon signed-rank, two-sided, on paired differences b - a"
 CONFIDENCE = 0.95
 
 
-def summarize(rows, *, stats=DEFAULT_STATS, a: str = "baseline", b: str = "curriculum") -> list[dict]:
+def summarize(rows, *, stats=SUMMARIZED, a: str = "baseline", b: str = "curriculum") -> list[dict]:
     """One summary row per layer x condition x statistic.
 
     Ordered by layer, then condition (each as the rows first name them), then ``stats``.

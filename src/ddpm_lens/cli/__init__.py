@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_and_exit(argv: list[str] | None = None) -> None:
     """The console script: :func:`main`, then leave without the interpreter's teardown.
 
-    Tearing down torch's modules at exit takes 0.6-1.4 s on a 2-core machine and does
+    Tearing down torch's modules at exit takes a noticeable time and does
     nothing a finished command needs: when ``main`` returns, every file is renamed into
     place and every thread and process pool is joined. Streams and logging are flushed
     first. An exception from ``main`` (a bug) still ends the usual way, with its traceback.

@@ -8,7 +8,7 @@ Accepted files:
 - ddpm-lens trainer files: ddpm-torch's keys plus ``config`` and ``sampler``
 
 Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
-refused, never executed. Files are memory-mapped, so reading the EMA weights of a 546 MB
+refused, never executed. Files are memory-mapped, so reading the EMA weights of a large
 trainer file touches only those weights' pages::
 
     model, diffusion, cfg = load_model("configs/celeba.json", "chkpts/celeba/celeba_16.pt")
@@ -279,9 +279,9 @@ def model_from_weights(
 
     The model is built on the meta device and given uninitialised storage (no random init);
     the copy reads only these weights' pages of a memory-mapped file, and once the caller
-    drops ``weights`` the mapping goes, so a 546 MB trainer file costs its 136 MB of EMA
-    weights, not 546 MB. ``memory_format=torch.channels_last`` lays the 4-D weights out as
-    NHWC from the start (no second copy).
+    drops ``weights`` the mapping goes, so a trainer file costs the memory of the weights
+    used (e.g. its EMA weights), not of the whole file. ``memory_format=torch.channels_last``
+    lays the 4-D weights out as NHWC from the start (no second copy).
     """
     with torch.device("meta"):
         model = build_unet(model_cfg)
@@ -295,7 +295,7 @@ def _materialize(model: nn.Module, device: torch.device, memory_format: torch.me
     """Give every meta parameter and buffer of ``model`` uninitialised storage on ``device``.
 
     What ``Module.to_empty`` does, but with plain ``torch.empty`` calls: ``to_empty`` goes
-    through ``empty_like`` on meta tensors, whose first use costs about half a second.
+    through ``empty_like`` on meta tensors, whose first use is slow.
     """
     for module in model.modules():
         for name, p in list(module.named_parameters(recurse=False)):

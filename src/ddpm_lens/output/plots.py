@@ -23,20 +23,13 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ddpm_lens.analysis.stat_registry import PERCENT
+from ddpm_lens.analysis.stat_registry import statistic as statistic_entry
 from ddpm_lens.util.atomic import atomic_path
 
 DPI = 100
 MODEL_COLORS = ("#1f77b4", "#ff7f0e")  # a, b
 CKA_ESTIMATORS = (("cka_debiased", "debiased (unbiased HSIC)"), ("cka_biased", "biased"))
-STAT_LABELS = {
-    "mean": "mean activation",
-    "std": "std of activations",
-    "mean_abs": "mean |activation|",
-    "sparsity": "sparsity (% near zero)",
-    "edge_energy": "edge energy (mean sq. gradient)",
-    "autocorr": "lag-1 spatial autocorrelation",
-}
-PERCENT_STATS = ("sparsity",)  # stored as fractions, plotted in percent
 INTERVAL_NOTE = "points: mean over samples; bars: 95 % t-interval"
 
 
@@ -68,9 +61,9 @@ def stat_vs_layer(
         ax.set_xlabel("layer")
         ax.grid(True, alpha=0.3)
     for ax in axes[::ncols]:
-        ax.set_ylabel(_plain(STAT_LABELS.get(statistic, statistic)))
+        ax.set_ylabel(_plain(statistic_entry(statistic).axis_label))
     _legend(fig, handles, rows, labels)
-    fig.suptitle(f"{_plain(STAT_LABELS.get(statistic, statistic))} by layer — {INTERVAL_NOTE}", fontsize=12)
+    fig.suptitle(f"{_plain(statistic_entry(statistic).axis_label)} by layer — {INTERVAL_NOTE}", fontsize=12)
     return _save(fig, path)
 
 
@@ -99,10 +92,10 @@ def stat_vs_timestep(
         ax.set_xlabel("timestep t (clean = 0)")
         ax.grid(True, alpha=0.3)
     for ax in axes[::ncols]:
-        ax.set_ylabel(_plain(STAT_LABELS.get(statistic, statistic)))
+        ax.set_ylabel(_plain(statistic_entry(statistic).axis_label))
     _legend(fig, handles, rows, labels)
     fig.suptitle(
-        f"{_plain(STAT_LABELS.get(statistic, statistic))} by timestep — {INTERVAL_NOTE}", fontsize=12
+        f"{_plain(statistic_entry(statistic).axis_label)} by timestep — {INTERVAL_NOTE}", fontsize=12
     )
     return _save(fig, path)
 
@@ -249,7 +242,7 @@ def _conditions(rows) -> list:
 
 
 def _scale(statistic: str) -> float:
-    return 100.0 if statistic in PERCENT_STATS else 1.0
+    return 100.0 if statistic in PERCENT else 1.0
 
 
 def _errorbar(ax, x: np.ndarray, series, prefix: str, statistic: str, *, color: str):

@@ -26,7 +26,7 @@ def encode_png(array: np.ndarray, *, compress_level: int = 1, palette: np.ndarra
 
     A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
     PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
-    compresses worse; unfiltered rows through zlib level 1 are about twice as fast and
+    compresses worse; unfiltered rows through zlib level 1 are faster and
     smaller here. Deflate is zlib-ng's when installed (a dependency: 2-3x faster than
     zlib at level 1 on these figures, for 10-40 % larger files), and releases the GIL, so a
     thread pool encodes in parallel. PNG is lossless, so ``compress_level`` (0–9) only

@@ -1,9 +1,9 @@
 """SHA-256 of input files for run manifests, hashed on a background thread.
 
 A command that will record its checkpoints' hashes starts :class:`FileDigests` first thing,
-before it imports torch: ``hashlib`` releases the GIL on large buffers, so hashing two 546 MB
-trainer files (about a second each) runs on the second core while the interpreter spends
-~3 s importing torch on the first. Nothing here imports torch.
+before it imports torch: ``hashlib`` releases the GIL on large buffers, so hashing large
+trainer files runs on the second core while the interpreter imports torch on the first.
+Nothing here imports torch. (benchmarks/visualize_speed.py measures what it saves.)
 """
 
 from __future__ import annotations

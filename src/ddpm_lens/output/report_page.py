@@ -1,0 +1,294 @@
+"""The report page: ``index.html``'s context (header facts, hypothesis and summary tables,
+CKA, the gallery in the seed's viewing order) rendered through the package template."""
+
+from __future__ import annotations
+
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+
+from ddpm_lens.analysis.stat_registry import PERCENT, STATISTICS
+from ddpm_lens.analysis.summary import CONFIDENCE, TEST_NAME
+
+FOCUS_LAYER = "encoder_level_2"  # the seed's layer for steps 2, 3 and 5 of its viewing order
+MID_T = 500  # the seed's "mid-diffusion" timestep for step 3
+VERDICT_CLASSES = {
+    "supported": "ok",
+    "not supported": "bad",
+    "mixed": "warn",
+    "not tested": "muted",
+}
+RUN_FILES = (
+    "README.md",
+    "manifest.json",
+    "stats.json",
+    "stats.csv",
+    "cka.json",
+    "cka.csv",
+    "summary.json",
+    "summary.csv",
+    "hypotheses.json",
+)
+_INPUT_NAME = re.compile(r"input_(clean|noisy_t(\d+))\.png")
+
+
+def render_page(context: dict) -> str:
+    """The report page from the package template, every value HTML-escaped."""
+    source = (
+        resources.files("ddpm_lens.output").joinpath("templates", "report.html").read_text(encoding="utf-8")
+    )
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["num"] = _num
+    env.filters["url"] = _url
+    return env.from_string(source).render(**context)
+
+
+def page_context(out: Path, *, stats, manifest, cka, summary_rows, verdicts, plot_list, labels, a, b) -> dict:
+    label_a, label_b = labels.get(a, a), labels.get(b, b)
+    conditions = _conditions(stats, stats["rows"])
+    layers = list(dict.fromkeys([*(stats.get("layers") or []), *(r["layer"] for r in stats["rows"])]))
+    gallery = _gallery(out, stats["rows"], conditions=conditions, layers=layers, labels=labels)
+    ns = sorted({r["n"] for r in summary_rows})
+    return {
+        "label_a": label_a,
+        "label_b": label_b,
+        "a": a,
+        "b": b,
+        "manifest": manifest or {},
+        "models": _models(manifest, stats, a=a, b=b),
+        "run": _run_facts(stats, manifest),
+        "files": [name for name in RUN_FILES if (out / name).is_file()],
+        "n_text": _n_sentence(ns, stats),
+        "p_floor": {n: 2.0 / 2**n for n in ns if 2.0 / 2**n >= 0.05},
+        "hypotheses": [{**h, "css": VERDICT_CLASSES.get(h["verdict"], "muted")} for h in verdicts],
+        "stat_plots": [p for p in plot_list if p["group"] != "cka"],
+        "stat_groups": list(dict.fromkeys(p["group"] for p in plot_list if p["group"] != "cka")),
+        "stat_titles": {s.name: s.title for s in STATISTICS},
+        "cka_plots": [p for p in plot_list if p["group"] == "cka"],
+        "cka_rows": _cka_table(cka, stats["rows"], b=b) if cka else [],
+        "definitions": {s.name: s.definition for s in STATISTICS},
+        "threshold": stats.get("threshold"),
+        "summary": [_summary_view(r) for r in summary_rows],
+        "summary_stats": list(dict.fromkeys(r["statistic"] for r in summary_rows)),
+        "summary_layers": list(dict.fromkeys(r["layer"] for r in summary_rows)),
+        "summary_conditions": list(dict.fromkeys(r["condition"] for r in summary_rows)),
+        "confidence_pct": round(100 * CONFIDENCE),
+        "test_name": TEST_NAME,
+        "gallery": gallery,
+    }
+
+
+def _conditions(stats: dict, rows) -> list[dict]:
+    """[{"name", "t"}] ordered by t (clean = 0), from stats.json's list and the rows."""
+    found = {}
+    for c in stats.get("conditions") or []:
+        if isinstance(c, dict) and "name" in c:
+            found.setdefault(str(c["name"]), c.get("t"))
+    for r in rows:
+        found.setdefault(r["condition"], r.get("t"))
+    names = list(found)
+    ordered = sorted(names, key=lambda n: (found[n] is None, found[n] or 0, names.index(n)))
+    return [{"name": n, "t": found[n]} for n in ordered]
+
+
+def _models(manifest: dict | None, stats: dict, *, a: str, b: str) -> list[dict]:
+    """The header's model rows: manifest entries (or stats.json's labels) with ``side`` "a"/"b"/""."""
+    keys = [str(k) for k in stats.get("models") or []]
+    entries = (manifest or {}).get("models")
+    if not isinstance(entries, list):
+        entries = [{"label": label} for label in stats.get("labels") or keys]
+    sides = {a: "a", b: "b"}
+    return [
+        {**m, "side": sides.get(keys[i], "") if i < len(keys) else ""}
+        for i, m in enumerate(entries)
+        if isinstance(m, dict)
+    ]
+
+
+def _run_facts(stats: dict, manifest: dict | None) -> list[tuple[str, str]]:
+    """(name, value) pairs of the run's settings for the header, as text."""
+    m = manifest or {}
+    facts = [
+        ("timesteps", m.get("timesteps")),
+        ("layers", m.get("layers") or stats.get("layers")),
+        ("samples with figures", m.get("num_samples", stats.get("num_samples"))),
+        ("samples in the statistics", m.get("stats_samples", stats.get("stats_samples"))),
+        ("channels shown", m.get("num_channels", stats.get("num_channels"))),
+        ("colour normalisation", m.get("norm")),
+        ("channel matching", m.get("match_channels")),
+        ("sparsity threshold |x| <", stats.get("threshold")),
+        ("statistics over", stats.get("stats_over")),
+        ("seed", m.get("seed")),
+        ("device", m.get("device")),
+        ("torch", m.get("torch")),
+        ("ddpm-lens", m.get("version")),
+        ("git revision", m.get("git_revision")),
+        ("created", m.get("created")),
+    ]
+    return [(name, _text(value)) for name, value in facts if value is not None]
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _n_sentence(ns: list[int], stats: dict) -> str:
+    if not ns:
+        return "no paired samples"
+    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+    figures = stats.get("num_samples")
+    tail = f"; figures are drawn for the first {figures}" if figures is not None else ""
+    return f"{n_text} paired samples per layer × condition cell{tail}"
+
+
+def _summary_view(r: dict) -> dict:
+    """A summary row with display strings (sparsity in %, differences in percentage points)."""
+    pct = r["statistic"] in PERCENT
+    scale = 100.0 if pct else 1.0
+
+    def value(prefix):
+        mean, low, high = (r[f"{prefix}_{k}"] * scale for k in ("mean", "ci_low", "ci_high"))
+        unit = ("%" if prefix != "diff" else " pp") if pct else ""
+        ci = "" if math.isnan(low) else f"[{_num(low)}, {_num(high)}]"
+        return {"raw": mean, "text": f"{_num(mean)}{unit}", "ci": ci}
+
+    return {**r, "view": {p: value(p) for p in ("a", "b", "diff")}}
+
+
+def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
+    """CKA rows plus, when channels were matched, b's mean matched correlation over samples."""
+    matched: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r.get("model") == b and isinstance(r.get("matched_corr"), (int, float)):
+            matched.setdefault((r["layer"], r["condition"]), []).append(float(r["matched_corr"]))
+    table = []
+    for c in cka:
+        corr = matched.get((c.get("layer"), c.get("condition")))
+        table.append(
+            {**c, "matched_corr": sum(corr) / len(corr) if corr else None, "n_matched": len(corr or [])}
+        )
+    return table
+
+
+def _inside(out: Path, rel) -> str | None:
+    """``rel`` if it names an existing file inside ``out`` (as a POSIX relative path), else None."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    path = (out / rel).resolve()
+    if not path.is_file() or not path.is_relative_to(out.resolve()):
+        return None
+    return path.relative_to(out.resolve()).as_posix()
+
+
+def _gallery(out: Path, rows, *, conditions: list[dict], layers: list[str], labels: dict) -> dict:
+    """Everything the gallery shows: only figures and inputs that exist on disk.
+
+    ``figures``: {sample: {condition: {layer: path}}}; ``inputs``: see :func:`_inputs`;
+    ``clean`` / ``mid``: the conditions of the viewing order's steps 2 and 3 (or None);
+    ``focus``: the initial sample / condition / layer; ``cells``: numbers for the viewer.
+    """
+    figures: dict[int, dict[str, dict[str, str]]] = {}
+    for r in rows:
+        rel = _inside(out, r.get("figure"))
+        if rel is not None:
+            figures.setdefault(r["sample"], {}).setdefault(r["condition"], {})[r["layer"]] = rel
+    inputs = _inputs(out)
+    samples = sorted(set(figures) | set(inputs))
+    shown = [c for c in conditions if any(c["name"] in by_condition for by_condition in figures.values())]
+    shown_layers = [
+        layer
+        for layer in layers
+        if any(layer in by_layer for f in figures.values() for by_layer in f.values())
+    ]
+    clean = next((c for c in shown if c["t"] == 0), None)
+    noisy = [c for c in shown if c is not clean]
+    mid = next((c for c in noisy if c["t"] == MID_T), noisy[len(noisy) // 2] if noisy else None)
+    focus_layer = FOCUS_LAYER if FOCUS_LAYER in shown_layers else None
+    if focus_layer is None and shown_layers:
+        focus_layer = shown_layers[len(shown_layers) // 2]
+    focus_condition = mid or clean
+    input_kinds = sorted({(i["t"], i["name"]) for found in inputs.values() for i in found})
+    return {
+        "samples": samples,
+        "conditions": shown,
+        "layers": shown_layers,
+        "figures": figures,
+        "inputs": inputs,
+        "input_names": [name for _, name in input_kinds],
+        "clean": clean,
+        "mid": mid,
+        "focus": {
+            "sample": samples[0] if samples else None,
+            "condition": focus_condition["name"] if focus_condition else None,
+            "layer": focus_layer,
+        },
+        "cells": _cell_numbers(rows, figures, labels),
+    }
+
+
+def _inputs(out: Path) -> dict[int, list[dict]]:
+    """sample -> its input images ``[{"file", "name", "t"}]``, clean (t = 0) first, then by t."""
+    inputs = {}
+    for sample_dir in out.glob("sample_*"):
+        index = sample_dir.name.removeprefix("sample_")
+        if not index.isdigit():
+            continue
+        found = []
+        for f in sample_dir.glob("input_*.png"):
+            m = _INPUT_NAME.fullmatch(f.name)
+            if m:
+                t = 0 if m.group(1) == "clean" else int(m.group(2))
+                name = "clean" if m.group(1) == "clean" else f"noisy t={t}"
+                found.append({"file": f"{sample_dir.name}/{f.name}", "name": name, "t": t})
+        if found:
+            inputs[int(index)] = sorted(found, key=lambda x: x["t"])
+    return inputs
+
+
+def _cell_numbers(rows, figures, labels: dict) -> dict[str, dict]:
+    """For each figure, "sample|condition|layer" -> model label -> a few of its statistics."""
+    keys = ("mean", "std", "sparsity", "edge_energy", "autocorr", "matched_corr")
+    cells: dict[str, dict] = {}
+    for r in rows:
+        if r["layer"] in figures.get(r["sample"], {}).get(r["condition"], {}):
+            numbers = {k: r[k] for k in keys if isinstance(r.get(k), (int, float))}
+            key = f"{r['sample']}|{r['condition']}|{r['layer']}"
+            cells.setdefault(key, {})[labels.get(str(r["model"]), str(r["model"]))] = json_safe(numbers)
+    return cells
+
+
+def _num(value) -> str:
+    """A number for people: 4 significant digits, "—" for missing or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def _url(rel: str) -> str:
+    """A relative file path as a URL path (each segment percent-encoded)."""
+    return quote(rel, safe="/")
+
+
+def json_safe(value):
+    """``value`` with NaN / inf floats as None, so the JSON is strict and portable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -1,0 +1,63 @@
+"""The report's plots under ``OUT/plots``: one per summarised statistic and layer axis
+(and timestep axis), and the CKA heatmap and curves, drawn in parallel processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ddpm_lens.analysis.stat_registry import BY_NAME, PLOT_ORDER
+from ddpm_lens.output import plots
+
+
+def write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
+    """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}].
+
+    Matplotlib is slow per plot, so with several cores they are drawn in
+    parallel worker processes (spawned: the parent may hold torch's thread pools).
+    """
+    made, jobs = [], []
+    stats_present = list(dict.fromkeys(r["statistic"] for r in summary_rows))
+    several_t = len({r.get("t") for r in summary_rows}) > 1 and all(
+        r.get("t") is not None for r in summary_rows
+    )
+    for stat in sorted(stats_present, key=_plot_rank):
+        title = BY_NAME[stat].title
+        rel = f"plots/{stat}_by_layer.png"
+        jobs.append(("stat_vs_layer", (summary_rows, out / rel), {"statistic": stat, "labels": labels}))
+        made.append(
+            {"file": rel, "group": stat, "title": f"{title} by layer", "caption": BY_NAME[stat].definition}
+        )
+        if several_t:
+            rel = f"plots/{stat}_by_timestep.png"
+            jobs.append(
+                ("stat_vs_timestep", (summary_rows, out / rel), {"statistic": stat, "labels": labels})
+            )
+            made.append({"file": rel, "group": stat, "title": f"{title} by timestep", "caption": ""})
+    if cka:
+        pair = (labels.get(a, a), labels.get(b, b))
+        jobs.append(("cka_heatmap", (cka, out / "plots/cka_heatmap.png"), {"pair": pair}))
+        made.append({"file": "plots/cka_heatmap.png", "group": "cka", "title": "CKA by layer and condition"})
+        if len({r.get("t") for r in cka}) > 1 and all(r.get("t") is not None for r in cka):
+            jobs.append(("cka_vs_timestep", (cka, out / "plots/cka_by_timestep.png"), {"pair": pair}))
+            made.append({"file": "plots/cka_by_timestep.png", "group": "cka", "title": "CKA by timestep"})
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers < 2 or len(jobs) < 4:
+        for job in jobs:
+            _draw(*job)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in [pool.submit(_draw, *job) for job in jobs]:
+                future.result()
+    return made
+
+
+def _draw(name: str, args: tuple, kwargs: dict) -> None:
+    getattr(plots, name)(*args, **kwargs)
+
+
+def _plot_rank(stat: str) -> int:
+    """The hypotheses' statistics first (PLOT_ORDER), the others after them in registry order."""
+    return PLOT_ORDER.index(stat) if stat in PLOT_ORDER else len(PLOT_ORDER) + list(BY_NAME).index(stat)
