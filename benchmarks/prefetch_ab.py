@@ -12,14 +12,13 @@ median wall time of each and the median of the paired differences.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from visualize_speed import make_trainer_checkpoint, measure, ours_command  # noqa: E402
+from visualize_speed import make_checkpoint_pair, measure, ours_command  # noqa: E402
 
 
 def main() -> None:
@@ -28,13 +27,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpts = [tmp / "celeba_20251219_113720_16.pt", tmp / "celeba64_c_20251219_132723_16.pt"]
-        for seed, path in enumerate(ckpts):
-            make_trainer_checkpoint(path, seed)
-        size = ckpts[0].stat().st_size / 2**20
-        print(
-            f"machine: {os.cpu_count()} CPU cores; checkpoints: 2 x {size:.0f} MiB ddpm-torch trainer files"
-        )
+        ckpts = make_checkpoint_pair(tmp)
         on, off = [], []
         for i in range(args.pairs):
             order = (True, False) if i % 2 == 0 else (False, True)

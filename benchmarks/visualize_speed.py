@@ -75,6 +75,19 @@ def make_trainer_checkpoint(path: Path, seed: int) -> None:
     )
 
 
+def make_checkpoint_pair(folder: Path) -> list[Path]:
+    """Two full-size trainer files named as the study's, in ``folder``; prints what they are."""
+    ckpts = [folder / "celeba_20251219_113720_16.pt", folder / "celeba64_c_20251219_132723_16.pt"]
+    for seed, path in enumerate(ckpts):
+        make_trainer_checkpoint(path, seed)
+    size = ckpts[0].stat().st_size / 2**20
+    print(
+        f"machine: {os.cpu_count()} CPU cores, torch threads = cores; checkpoints: 2 x {size:.0f} MiB "
+        "ddpm-torch trainer files (hid 128, 35.7M parameters, random init)"
+    )
+    return ckpts
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -272,14 +285,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpts = [tmp / "celeba_20251219_113720_16.pt", tmp / "celeba64_c_20251219_132723_16.pt"]
-        for seed, path in enumerate(ckpts):
-            make_trainer_checkpoint(path, seed)
-        size = ckpts[0].stat().st_size / 2**20
-        print(
-            f"machine: {os.cpu_count()} CPU cores, torch threads = cores; checkpoints: 2 x {size:.0f} MiB "
-            "ddpm-torch trainer files (hid 128, 35.7M parameters, random init)"
-        )
+        ckpts = make_checkpoint_pair(tmp)
         runs = [run_ours_process(ckpts, tmp / f"ours_{i}", 5) for i in range(args.repeat)]
         ref = run_reference_process(ckpts, tmp / "reference", 5)
         large = run_ours_process(ckpts, tmp / "ours_large", args.large)
