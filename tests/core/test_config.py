@@ -23,9 +23,12 @@ def test_shipped_celeba_config_has_the_study_settings():
     assert (d.timesteps, d.beta_schedule, d.beta_start, d.beta_end) == (1000, "linear", 1e-4, 0.02)
     assert (d.model_mean_type, d.model_var_type, d.loss_type) == ("eps", "fixed-small", "mse")
     assert (t.lr, t.batch_size, t.warmup, t.grad_norm, t.ema_decay) == (2e-5, 128, 5000, 1.0, 0.9999)
-    assert cfg.curriculum is None and cfg.name == "celeba"
-    cur = load_config(ROOT / "configs/celeba64_c.json")
-    assert cur.curriculum is not None and cur.curriculum.kind == "clusters"
+    assert cfg.curriculum is None and cfg.sparsity is None and cfg.regularization is None
+    assert cfg.name == "celeba" and (t.epochs, t.num_samples) == (20, 12)
+    cur = load_config(ROOT / "configs/celeba64_c.json")  # the study's staged curriculum
+    assert (
+        cur.curriculum is not None and cur.curriculum.kind == "stages" and cur.curriculum.total_epochs == 20
+    )
     assert cur.model == cfg.model and cur.diffusion == cfg.diffusion  # only the curriculum differs
 
 

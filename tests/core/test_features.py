@@ -8,8 +8,17 @@ from ddpm_lens.util.errors import UserError
 def test_seed_preset_and_order(tiny_model):
     assert resolve_layers(tiny_model, ["seed"]) == list(SEED_LAYERS)
     assert resolve_layers(tiny_model, ["bottleneck", "in_conv", "in_conv"]) == ["in_conv", "bottleneck"]
-    assert resolve_layers(tiny_model, ["decoder"])[0] == "decoder_level_3"
-    with pytest.raises(UserError, match="unknown layer 'encoder_level_9' .*valid: in_conv, encoder_level_0"):
+    assert resolve_layers(tiny_model, ["decoder"])[:2] == ["decoder_block_3", "decoder_level_3"]
+    blocks = [
+        "in_conv",
+        "encoder_block_0",
+        "encoder_block_1",
+        "encoder_block_2",
+        "encoder_block_3",
+        "bottleneck",
+    ]
+    assert resolve_layers(tiny_model, ["blocks"]) == blocks
+    with pytest.raises(UserError, match="unknown layer 'encoder_level_9' .*valid: in_conv, encoder_block_0"):
         resolve_layers(tiny_model, ["encoder_level_9"])
 
 

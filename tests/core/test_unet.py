@@ -4,7 +4,8 @@ from pathlib import Path
 import torch
 
 from ddpm_lens.core.config import load_config
-from ddpm_lens.core.unet import build_unet, count_parameters, iter_layers, layer_table
+from ddpm_lens.core.features import extract_features
+from ddpm_lens.core.unet import build_unet, count_parameters, iter_layers, layer_channels, layer_table
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
@@ -26,25 +27,49 @@ def test_state_dict_is_ddpm_torchs_exactly():
 
 
 def test_layer_table_paths_and_order():
+    # The study's FeatureExtractor hooks the *last module* of downsamples.level_i: the level's
+    # downsample where it has one. The level's last residual block is encoder_block_i.
     table = layer_table(celeba_model())
-    assert table["encoder_level_0"] == "downsamples.level_0.1"
-    assert table["encoder_level_2"] == "downsamples.level_2.1"
-    assert table["bottleneck"] == "middle"
-    assert list(table)[:6] == [
+    assert table["encoder_level_0"] == "downsamples.level_0.2"
+    assert table["encoder_level_2"] == "downsamples.level_2.2"
+    assert table["encoder_level_3"] == "downsamples.level_3.1"  # the deepest level has no downsample
+    assert table["encoder_block_0"] == "downsamples.level_0.1"
+    assert table["encoder_block_2"] == "downsamples.level_2.1"
+    assert table["bottleneck"] == "middle" and table["bottleneck_masked"] == "bottleneck_mask"
+    assert (
+        table["decoder_block_3"] == "upsamples.level_3.2"
+        and table["decoder_level_3"] == "upsamples.level_3.3"
+    )
+    assert table["decoder_level_0"] == table["decoder_block_0"] == "upsamples.level_0.2"  # no upsample there
+    assert list(table) == [
         "in_conv",
-        "encoder_level_0",
-        "encoder_level_1",
-        "encoder_level_2",
-        "encoder_level_3",
+        *(f"encoder_{kind}_{i}" for i in range(4) for kind in ("block", "level")),
         "bottleneck",
-    ]
-    assert list(table)[6:] == [
-        "decoder_level_3",
-        "decoder_level_2",
-        "decoder_level_1",
-        "decoder_level_0",
+        "bottleneck_masked",
+        *(f"decoder_{kind}_{i}" for i in reversed(range(4)) for kind in ("block", "level")),
         "output",
     ]
+
+
+def test_encoder_levels_are_the_last_module_of_each_modulelist_hooked_by_hand(tiny_model):
+    # What the study's extractor does: getattr down the path, and for a ModuleList hook module[-1].
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 700])
+    by_hand, handles = {}, []
+    for i in range(4):
+        level = tiny_model.downsamples[f"level_{i}"]
+        hook = lambda _m, _i, out, i=i: by_hand.__setitem__(f"encoder_level_{i}", out.detach().clone())  # noqa: E731
+        handles.append(level[-1].register_forward_hook(hook))
+    with torch.no_grad():
+        tiny_model(x, t)
+    for h in handles:
+        h.remove()
+    ours = extract_features(tiny_model, x, t, [f"encoder_level_{i}" for i in range(4)])
+    assert set(ours) == set(by_hand)
+    for name, act in by_hand.items():
+        assert torch.equal(ours[name], act), name
+    blocks = extract_features(tiny_model, x, t, ["encoder_block_0"])["encoder_block_0"]
+    assert blocks.shape[-1] == 2 * ours["encoder_level_0"].shape[-1]  # before the downsample
 
 
 def test_layer_shapes_match_ddpm_torch(tiny_model):
@@ -59,12 +84,21 @@ def test_layer_shapes_match_ddpm_torch(tiny_model):
     for h in hooks:
         h.remove()
     assert shapes["in_conv"] == (1, 128, 64, 64)
-    assert shapes["encoder_level_0"] == (1, 128, 64, 64)
-    assert shapes["encoder_level_1"] == (1, 256, 32, 32)
-    assert shapes["encoder_level_2"] == (1, 256, 16, 16)
+    # the study's taps, as its real figures show them: 32, 16, 8, 8 px
+    assert shapes["encoder_level_0"] == (1, 128, 32, 32)
+    assert shapes["encoder_level_1"] == (1, 256, 16, 16)
+    assert shapes["encoder_level_2"] == (1, 256, 8, 8)
     assert shapes["encoder_level_3"] == (1, 256, 8, 8)
+    # the blocks before each downsample: 64, 32, 16, 8 px
+    assert shapes["encoder_block_0"] == (1, 128, 64, 64)
+    assert shapes["encoder_block_1"] == (1, 256, 32, 32)
+    assert shapes["encoder_block_2"] == (1, 256, 16, 16)
+    assert shapes["encoder_block_3"] == (1, 256, 8, 8)
     assert shapes["bottleneck"] == (1, 256, 8, 8)  # 8x8, not the 4x4 the study's table claims
+    assert shapes["bottleneck_masked"] == (1, 256, 8, 8)
+    assert shapes["decoder_level_3"] == (1, 256, 16, 16) and shapes["decoder_block_3"] == (1, 256, 8, 8)
     assert shapes["output"] == (1, 3, 64, 64)
+    assert layer_channels(model) == {n: s[1] for n, s in shapes.items()}
 
 
 def test_fresh_init_residual_branches_are_near_zero():

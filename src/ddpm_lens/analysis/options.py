@@ -83,7 +83,8 @@ class VisualizeOptions:
     # figures
     layers: tuple[str, ...] = option(
         ("seed",),
-        help="layer names or presets: seed (in_conv, encoder_level_0..3, bottleneck), encoder, decoder, all",
+        help="layer names or presets: seed (in_conv, encoder_level_0..3, bottleneck), blocks (in_conv, "
+        "encoder_block_0..3, bottleneck: the blocks before each downsample), encoder, decoder, all",
         group="figures",
         nargs="+",
     )

@@ -3,6 +3,15 @@
 One CPU (a smoke run on the built-in synthetic faces, seconds to minutes)::
 
     ddpm-lens train --config configs/tiny.json --device cpu
+    ddpm-lens train --config configs/tiny_cs.json --device cpu   # the study's CS mode, tiny
+
+The study's configs (sun-messi/curriculum-sparse-reg) run as they are: its
+``python train_curriculum.py --config-path configs/celeba64_cs.json`` is::
+
+    ddpm-lens train --config configs/celeba64_cs.json --data-dir DATA
+
+and its ``--distributed`` runs are ``torchrun --nproc_per_node K -m ddpm_lens train ...``. With
+its staged curriculum the run lasts the stages' epochs (``--epochs`` does not change that).
 
 One GPU (CelebA-64 under DATA/celeba/, mixed precision)::
 
@@ -49,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue the run from its newest complete checkpoint, or from the checkpoint PATH",
     )
     parser.add_argument("--seed", type=int, help="random seed of weights, data order, timesteps and noise")
-    parser.add_argument("--epochs", type=int, help="passes over the data (train.epochs)")
+    parser.add_argument(
+        "--epochs", type=int, help="passes over the data (train.epochs; a staged curriculum sets its own)"
+    )
     parser.add_argument(
         "--max-steps", type=int, help="stop after this many optimizer steps (train.max_steps)"
     )
@@ -85,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import Subset
+
     from ddpm_lens.core.config import load_config, with_overrides
     from ddpm_lens.data.datasets import build_dataset
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
@@ -111,9 +124,12 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.name or Path(args.config).stem
     run_dir = Path(args.chkpt_dir) / name
+    split = "all" if cfg.dataset.name == "celeba" else "train"  # as ddpm-torch and the study train CelebA
     dataset = build_dataset(
-        cfg.dataset.name, root=cfg.dataset.root, split="train", resolution=cfg.dataset.resolution
+        cfg.dataset.name, root=cfg.dataset.root, split=split, resolution=cfg.dataset.resolution
     )  # flips are drawn by the trainer, so that resuming is exact
+    if cfg.dataset.max_images is not None and cfg.dataset.max_images < len(dataset):
+        dataset = Subset(dataset, range(cfg.dataset.max_images))
     info = init_distributed(args.device)
     try:
         main = is_main(info)

@@ -6,6 +6,10 @@ Accepted files:
 - the same with DDP's ``module.`` (or torch.compile's ``_orig_mod.``) key prefixes
 - bare state dicts (name -> tensor), ``.pt`` or ``.safetensors``
 - ddpm-lens trainer files: ddpm-torch's keys plus ``config`` and ``sampler``
+- the study's CurriculumTrainer files (sun-messi/curriculum-sparse-reg): ddpm-torch's keys plus
+  ``curriculum_stage`` (int, 0-based; -1 without a curriculum), ``curriculum_config`` and
+  ``timestamp``; a CS (SparseUNet) file has its mask buffers in ``model`` only, since
+  ``ema.shadow`` holds parameters: EMA weights then take the buffers from ``model``
 
 Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
 refused, never executed. Files are memory-mapped, so reading the EMA weights of a large
@@ -31,8 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ddpm_lens.core.config import Config, ModelConfig, config_from_dict, load_config
+from ddpm_lens.core.config import Config, ModelConfig, SparsityConfig, config_from_dict, load_config
 from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.core.sparse_unet import MASK_BUFFERS, check_mask_buffers
 from ddpm_lens.core.unet import UNet, build_unet
 from ddpm_lens.util.atomic import atomic_path
 from ddpm_lens.util.errors import UserError, warn
@@ -51,6 +56,9 @@ class Weights:
     path: str
     epoch: int | None
     config: dict | None  # the run config stored by ddpm-lens, if any
+    curriculum_stage: int | None = None  # the study's key: 0-based stage at saving, -1 without stages
+    stage_name: str | None = None  # that stage's name in the file's curriculum_config
+    timestamp: str | None = None  # the study's key: when the file was saved (YYYYmmdd_HHMMSS)
 
     @property
     def description(self) -> str:
@@ -198,17 +206,42 @@ def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
     if isinstance(obj.get("epoch"), int):
         epoch = obj["epoch"]
     config = obj.get("config") if isinstance(obj.get("config"), dict) else None
+    extras = _stage_keys(obj)
     ema = obj.get("ema")
     if use_ema and isinstance(ema, dict) and _is_state_dict(ema.get("shadow")):
-        return Weights(strip_prefixes(ema["shadow"]), "ema", path, epoch, config)
+        shadow = _with_model_buffers(strip_prefixes(ema["shadow"]), obj.get("model"))
+        return Weights(shadow, "ema", path, epoch, config, **extras)
     for key in ("model", "state_dict"):
         if _is_state_dict(obj.get(key)):
             if use_ema:
                 warn(f"checkpoint {path} has no EMA weights; using its raw weights ('{key}')")
-            return Weights(strip_prefixes(obj[key]), "model", path, epoch, config)
+            return Weights(strip_prefixes(obj[key]), "model", path, epoch, config, **extras)
     raise UserError(
         f"checkpoint {path} holds no usable weights ('model' and 'ema.shadow' are missing or empty)"
     )
+
+
+def _with_model_buffers(shadow: dict[str, torch.Tensor], model: Any) -> dict[str, torch.Tensor]:
+    """EMA parameters plus the CS mask buffers that only ``model`` holds (the EMA keeps parameters)."""
+    if not _is_state_dict(model):
+        return shadow
+    model = strip_prefixes(model)
+    return {**shadow, **{k: model[k] for k in MASK_BUFFERS if k in model and k not in shadow}}
+
+
+def _stage_keys(obj: dict) -> dict[str, Any]:
+    """The study's ``curriculum_stage`` / ``timestamp`` (and the stage's name) as Weights fields."""
+    stage = obj.get("curriculum_stage")
+    stage = stage if isinstance(stage, int) and not isinstance(stage, bool) else None
+    name = None
+    cur = obj.get("curriculum_config")
+    stages = cur.get("stages") if isinstance(cur, dict) else None
+    if stage is not None and stage >= 0:
+        entry = stages[stage] if isinstance(stages, list) and stage < len(stages) else {}
+        name = entry.get("name") if isinstance(entry, dict) and isinstance(entry.get("name"), str) else None
+        name = name or f"stage_{stage + 1}"
+    stamp = obj.get("timestamp") if isinstance(obj.get("timestamp"), str) else None
+    return {"curriculum_stage": stage, "stage_name": name, "timestamp": stamp}
 
 
 def infer_model_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -274,6 +307,7 @@ def model_from_weights(
     config_name: str,
     device: str | torch.device = "cpu",
     memory_format: torch.memory_format = torch.contiguous_format,
+    sparsity: SparsityConfig | None = None,
 ) -> UNet:
     """Build the UNet for ``model_cfg`` and copy ``weights`` into it (strict).
 
@@ -281,10 +315,13 @@ def model_from_weights(
     the copy reads only these weights' pages of a memory-mapped file, and once the caller
     drops ``weights`` the mapping goes, so a trainer file costs the memory of the weights
     used (e.g. its EMA weights), not of the whole file. ``memory_format=torch.channels_last``
-    lays the 4-D weights out as NHWC from the start (no second copy).
+    lays the 4-D weights out as NHWC from the start (no second copy). With an enabled
+    ``sparsity`` section the model is the study's CS model and the file must carry its mask
+    buffers.
     """
     with torch.device("meta"):
-        model = build_unet(model_cfg)
+        model = build_unet(model_cfg, sparsity=sparsity)
+    check_mask_buffers(model, weights.state_dict, ckpt=weights.path, config=config_name)
     check_fit(model, weights.state_dict, ckpt=weights.path, config=config_name)
     _materialize(model, torch.device(device), memory_format)
     model.load_state_dict(weights.state_dict, strict=True)  # copies, casting to float32
@@ -334,7 +371,12 @@ def load_checkpoint(
     weights = load_weights(ckpt_path, use_ema=use_ema)
     cfg = resolve_config(config_path, weights)
     model = model_from_weights(
-        weights, cfg.model, config_name=cfg.source, device=device, memory_format=memory_format
+        weights,
+        cfg.model,
+        config_name=cfg.source,
+        device=device,
+        memory_format=memory_format,
+        sparsity=cfg.sparsity,
     )
     return model, dataclasses.replace(weights, state_dict={}), cfg
 

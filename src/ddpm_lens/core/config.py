@@ -2,8 +2,12 @@
 
 A config file has the top-level sections ``dataset``, ``diffusion``, ``model`` (older
 ddpm-torch files call it ``denoise``), ``train`` and, for curriculum runs only,
-``curriculum``. ``//`` line comments are allowed. Every problem (unknown key, wrong type,
-impossible value) is a one-line :class:`UserError` naming the file and the key::
+``curriculum`` (either form of :mod:`ddpm_lens.core.curriculum_config`). The study's files
+(sun-messi/curriculum-sparse-reg) add ``sparsity`` (CS) and ``regularization`` (CR); a
+section with ``"enabled": false`` means the mode is off. ``//`` comments (whole lines or
+trailing) are allowed and keys beginning with ``_`` (``_comment``, ``_usage``) are notes,
+ignored at every level. Every problem (unknown key, wrong type, impossible value) is a
+one-line :class:`UserError` naming the file and the key::
 
     cfg = load_config("configs/celeba.json")
     cfg = with_overrides(cfg, {"train.lr": 1e-4})
@@ -15,10 +19,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddpm_lens.core.config_values import parse_fields, without_private
+from ddpm_lens.core.curriculum_config import (  # noqa: F401 - CurriculumConfig, Stage re-exported
+    CurriculumConfig,
+    Stage,
+    check_curriculum,
+    curriculum_to_dict,
+    parse_curriculum,
+)
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
 
@@ -32,6 +44,7 @@ class DatasetConfig:
     root: str | None = None  # folder holding the data; None: the --data-dir flag or ~/datasets
     resolution: int = 64  # square image side in pixels
     random_flip: bool = True  # horizontal flips when training
+    max_images: int | None = None  # train on the split's first N images only (smoke runs); None: all
 
 
 @dataclass(frozen=True)
@@ -79,47 +92,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class CurriculumConfig:
-    """Easy-to-hard timestep presentation (see ddpm_lens.train.timesteps).
+class SparsityConfig:
+    """The study's CS mode: a channel mask on the bottleneck, regrown at stage changes."""
 
-    ``kind="clusters"``: split [0, T) into ``num_clusters`` clusters (``spacing`` equal width in
-    t or in log-SNR), ordered easy-to-hard (``easy``: which end of t is easy), adding one harder
-    cluster per stage; after the last stage t is uniform. ``pacing="fixed"`` advances every
-    ``steps_per_stage`` steps; ``"adaptive"`` when the smoothed loss has not improved by more than
-    ``tolerance`` (relative) for ``patience`` steps, and never later than ``max_steps_per_stage``.
-
-    ``kind="tmax"``: t in [0, t_max[s]) during stage s, stages starting at ``boundaries`` steps;
-    ``mirror`` uses [T - t_max[s], T) instead.
-    """
-
-    kind: str = "clusters"  # clusters | tmax
-    num_clusters: int = 5
-    spacing: str = "t"  # t | log_snr
-    easy: str = "high_t"  # high_t | low_t
-    pacing: str = "fixed"  # fixed | adaptive
-    steps_per_stage: int = 1000
-    patience: int = 200
-    tolerance: float = 0.01
-    smoothing: float = 0.98  # EMA factor of the loss that adaptive pacing watches
-    max_steps_per_stage: int = 5000
-    t_max: tuple[int, ...] = (250, 500, 750, 1000)
-    boundaries: tuple[int, ...] = (1000, 2000, 3000)  # step at which stage 1, 2, ... begins
-    mirror: bool = False
+    enabled: bool = False
+    initial_sparsity: float = 0.8  # share of bottleneck channels masked at the start
+    regrowth_method: str = "gradient"  # gradient (largest accumulated |grad|) | random
 
 
-_CLUSTER_KEYS = {
-    "kind",
-    "num_clusters",
-    "spacing",
-    "easy",
-    "pacing",
-    "steps_per_stage",
-    "patience",
-    "tolerance",
-    "smoothing",
-    "max_steps_per_stage",
-}
-_TMAX_KEYS = {"kind", "t_max", "boundaries", "mirror"}
+@dataclass(frozen=True)
+class RegularizationConfig:
+    """The study's CR mode: a group-L1 penalty on the convs feeding the bottleneck."""
+
+    enabled: bool = False
+    lambda_max: float = 3e-5  # the strength a stage without "lambda" starts from
 
 
 @dataclass(frozen=True)
@@ -129,6 +115,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     curriculum: CurriculumConfig | None = None  # None: baseline (uniform timesteps)
+    sparsity: SparsityConfig | None = None  # None: no channel mask (absent or disabled)
+    regularization: RegularizationConfig | None = None  # None: no penalty (absent or disabled)
     source: str = field(default="<dict>", compare=False)  # file it was read from, for messages
 
     @property
@@ -144,9 +132,10 @@ class Config:
             "train": dataclasses.asdict(self.train),
         }
         if self.curriculum is not None:
-            cur = dataclasses.asdict(self.curriculum)
-            keep = _CLUSTER_KEYS if self.curriculum.kind == "clusters" else _TMAX_KEYS
-            out["curriculum"] = {k: v for k, v in cur.items() if k in keep}
+            out["curriculum"] = curriculum_to_dict(self.curriculum)
+        for name in ("sparsity", "regularization"):
+            if getattr(self, name) is not None:
+                out[name] = dataclasses.asdict(getattr(self, name))
         for section in out.values():
             for k, v in section.items():
                 if isinstance(v, tuple):
@@ -160,6 +149,8 @@ _SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "curriculum": CurriculumConfig,
+    "sparsity": SparsityConfig,
+    "regularization": RegularizationConfig,
 }
 
 _CHOICES = {
@@ -167,10 +158,7 @@ _CHOICES = {
     "diffusion.model_var_type": ("fixed-small", "fixed-large"),
     "diffusion.loss_type": ("mse",),
     "train.amp": ("none", "bf16", "fp16"),
-    "curriculum.kind": ("clusters", "tmax"),
-    "curriculum.spacing": ("t", "log_snr"),
-    "curriculum.easy": ("high_t", "low_t"),
-    "curriculum.pacing": ("fixed", "adaptive"),
+    "sparsity.regrowth_method": ("gradient", "random"),
 }
 
 
@@ -220,7 +208,7 @@ def config_from_dict(data: Any, *, source: str = "<dict>") -> Config:
         raise UserError(
             f"config {source}: the top level must be a JSON object with sections {list(_SECTIONS)}"
         )
-    data = dict(data)
+    data = without_private(data)
     if "denoise" in data:
         if "model" in data:
             raise UserError(f"config {source}: has both 'model' and its old name 'denoise'; keep one")
@@ -237,7 +225,11 @@ def config_from_dict(data: Any, *, source: str = "<dict>") -> Config:
     for name in ("diffusion", "model", "train"):
         sections[name] = _parse_section(name, data.get(name, {}), source)
     if data.get("curriculum") is not None:
-        sections["curriculum"] = _parse_section("curriculum", data["curriculum"], source)
+        sections["curriculum"] = parse_curriculum(data["curriculum"], source)
+    for name in ("sparsity", "regularization"):
+        if data.get(name) is not None:
+            section = _parse_section(name, data[name], source)
+            sections[name] = section if section.enabled else None
     cfg = Config(**sections, source=source)
     _check_values(cfg)
     return cfg
@@ -260,61 +252,9 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
 
 
 def _parse_section(name: str, raw: Any, source: str):
-    cls = _SECTIONS[name]
     if not isinstance(raw, dict):
         raise UserError(f"config {source}: section '{name}' must be a JSON object, got {type(raw).__name__}")
-    types = {f.name: f.type for f in fields(cls)}
-    unknown = sorted(set(raw) - set(types))
-    if unknown:
-        raise UserError(f"config {source}: unknown key '{name}.{unknown[0]}' (valid: {', '.join(types)})")
-    values = {key: _coerce(f"{name}.{key}", value, types[key], source) for key, value in raw.items()}
-    if name == "curriculum":
-        kind = values.get("kind", "clusters")
-        allowed = _CLUSTER_KEYS if kind == "clusters" else _TMAX_KEYS
-        extra = sorted(set(values) - allowed)
-        if extra:
-            raise UserError(
-                f"config {source}: key 'curriculum.{extra[0]}' does not apply to kind '{kind}' "
-                f"(valid: {', '.join(sorted(allowed))})"
-            )
-    return cls(**values)
-
-
-def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
-    def bad(expected: str):
-        return UserError(f"config {source}: '{key}' must be {expected}, got {json.dumps(value)}")
-
-    optional = annotation.endswith("| None")
-    base = annotation.replace(" | None", "")
-    if value is None:
-        if optional:
-            return None
-        raise bad(base.replace("tuple[", "a list of ").replace(", ...]", "s"))
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if base == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-        choices = _CHOICES.get(key)
-        if choices and value not in choices:
-            raise UserError(f"config {source}: '{key}' is {json.dumps(value)}; valid: {', '.join(choices)}")
-        return value
-    if base.startswith("tuple["):
-        item = base[len("tuple[") :].split(",")[0]
-        if not isinstance(value, list):
-            raise bad(f"a list of {item}s")
-        return tuple(_coerce(f"{key}[{i}]", v, item, source) for i, v in enumerate(value))
-    raise AssertionError(f"unhandled annotation {annotation}")
+    return _SECTIONS[name](**parse_fields(_SECTIONS[name], name, raw, source, _CHOICES))
 
 
 def _check_values(cfg: Config) -> None:
@@ -326,6 +266,7 @@ def _check_values(cfg: Config) -> None:
 
     d, m, t = cfg.diffusion, cfg.model, cfg.train
     need(cfg.dataset.resolution > 0, "dataset.resolution", "must be positive")
+    need(cfg.dataset.max_images is None or cfg.dataset.max_images >= 1, "dataset.max_images", "must be >= 1")
     need(d.timesteps >= 2, "diffusion.timesteps", "must be at least 2")
     need(
         0 < d.beta_start <= d.beta_end < 1,
@@ -367,32 +308,17 @@ def _check_values(cfg: Config) -> None:
     need(t.num_accum >= 1, "train.num_accum", "must be at least 1")
     need(t.chkpt_intv >= 1, "train.chkpt_intv", "must be at least 1")
     need(t.image_intv >= 0, "train.image_intv", "must be >= 0 (0 disables sample grids)")
-    need(t.num_samples >= 1, "train.num_samples", "must be at least 1")
+    need(t.num_samples >= 0, "train.num_samples", "must be >= 0 (0: no sample grids)")
     need(t.num_workers >= 0, "train.num_workers", "must be >= 0")
-    c = cfg.curriculum
-    if c is None:
-        return
-    if c.kind == "clusters":
-        need(1 <= c.num_clusters <= d.timesteps, "curriculum.num_clusters", f"must be in 1..{d.timesteps}")
-        need(c.steps_per_stage >= 1, "curriculum.steps_per_stage", "must be at least 1")
-        need(c.patience >= 1, "curriculum.patience", "must be at least 1")
-        need(c.tolerance >= 0, "curriculum.tolerance", "must be >= 0")
-        need(0 <= c.smoothing < 1, "curriculum.smoothing", "must be in [0, 1)")
-        need(c.max_steps_per_stage >= 1, "curriculum.max_steps_per_stage", "must be at least 1")
-    else:
+    if cfg.curriculum is not None:
+        check_curriculum(cfg.curriculum, d.timesteps, src)
+    for mode in ("sparsity", "regularization"):
         need(
-            len(c.t_max) >= 1 and all(0 < v <= d.timesteps for v in c.t_max),
-            "curriculum.t_max",
-            f"must be a non-empty list of values in 1..{d.timesteps}",
+            getattr(cfg, mode) is None or cfg.curriculum is None or cfg.curriculum.kind == "stages",
+            f"{mode}.enabled",
+            "follows the study's staged curriculum: give 'curriculum' its 'stages' (or no curriculum)",
         )
-        need(list(c.t_max) == sorted(set(c.t_max)), "curriculum.t_max", "must be strictly increasing")
-        need(
-            len(c.boundaries) == len(c.t_max) - 1,
-            "curriculum.boundaries",
-            f"must have one step per stage after the first ({len(c.t_max) - 1})",
-        )
-        need(
-            list(c.boundaries) == sorted(set(c.boundaries)) and all(b > 0 for b in c.boundaries),
-            "curriculum.boundaries",
-            "must be strictly increasing positive step numbers",
-        )
+    if cfg.sparsity is not None:
+        need(0 <= cfg.sparsity.initial_sparsity < 1, "sparsity.initial_sparsity", "must be in [0, 1)")
+    if cfg.regularization is not None:
+        need(cfg.regularization.lambda_max >= 0, "regularization.lambda_max", "must be >= 0")

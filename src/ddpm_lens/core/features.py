@@ -3,7 +3,9 @@
 Layer names come from :func:`ddpm_lens.core.unet.layer_table`; presets expand to several::
 
     feats = extract_features(model, x, t, ["seed"])        # the study's six layers
-    feats["encoder_level_2"].shape                          # (B, 256, 16, 16)
+    feats["encoder_level_2"].shape                          # (B, 256, 8, 8): level 2's downsample
+    feats = extract_features(model, x, t, ["blocks"])      # the blocks before each downsample
+    feats["encoder_block_2"].shape                          # (B, 256, 16, 16)
 
 The forward pass stops as soon as the deepest requested layer has run, so encoder-only
 requests never run the decoder. Hooks live in :func:`hooked`, which always removes them
@@ -32,9 +34,12 @@ SEED_LAYERS = (
 
 
 def layer_presets(model: UNet) -> dict[str, list[str]]:
+    """``seed``: the study's six taps; ``blocks``: the same with each level's last residual block
+    (before its downsample) in place of ``encoder_level_i``; ``encoder``, ``decoder``, ``all``."""
     names = list(layer_table(model))
     return {
         "seed": [n for n in SEED_LAYERS if n in names],
+        "blocks": [n for n in names if n in ("in_conv", "bottleneck") or n.startswith("encoder_block_")],
         "encoder": [n for n in names if n.startswith(("in_conv", "encoder_"))],
         "decoder": [n for n in names if n.startswith("decoder_")],
         "all": names,

@@ -7,12 +7,14 @@ Layout for L = len(ch_multipliers) levels and R = num_res_blocks::
     downsamples.level_i[0..R-1]   residual blocks (each followed by attention where apply_attn[i])
     downsamples.level_i[R]        downsample, for every level but the last
     middle           residual block, attention, residual block
+    bottleneck_mask  no weights: multiplies the middle's output by a channel mask (CS models) or passes it
     upsamples.level_i[0..R]       residual blocks on [h, skip] (attention as in the encoder)
     upsamples.level_i[R+1]        nearest x2 upsample (+ 3x3 conv), for every level but the first
     out_conv         GroupNorm, SiLU, 3x3 conv
 
 :func:`layer_table` is the project's one map from study layer names (``in_conv``,
-``encoder_level_i``, ``bottleneck``, ``decoder_level_i``, ``output``) to module paths.
+``encoder_block_i``, ``encoder_level_i``, ``bottleneck``, ``bottleneck_masked``,
+``decoder_block_i``, ``decoder_level_i``, ``output``) to module paths.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm_lens.core.config import ModelConfig
+from ddpm_lens.core.config import ModelConfig, SparsityConfig
 from ddpm_lens.core.nn import SamePad2d, conv1x1, conv3x3, group_norm, linear, timestep_embedding
 
 
@@ -89,6 +91,18 @@ def _upsample(channels: int, with_conv: bool) -> nn.Module:
     return nn.Sequential(up, conv3x3(channels, channels)) if with_conv else up
 
 
+class BottleneckMask(nn.Module):
+    """Where a channel mask meets the middle block's output: ``h * mask`` per channel, or ``h``.
+
+    It has no state of its own (a CS model keeps its mask as the model's buffer ``channel_mask``,
+    where the study's checkpoints have it); it exists so that ``bottleneck_masked`` can be tapped.
+    """
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # h: (B, C, H, W); mask: (C,) of 0/1 or None
+        return h if mask is None else h * mask.view(1, -1, 1, 1).to(h.dtype)
+
+
 class UNet(nn.Module):
     """Noise-prediction UNet: ``forward(x (B, C, H, W), t (B,) int) -> (B, out_channels, H, W)``."""
 
@@ -133,6 +147,7 @@ class UNet(nn.Module):
         self.middle = TimestepSequential(
             ResidualBlock(ch, ch, **kw), AttentionBlock(ch), ResidualBlock(ch, ch, **kw)
         )
+        self.bottleneck_mask = BottleneckMask()
 
         self.upsamples = nn.ModuleDict()
         for i in reversed(range(levels)):
@@ -149,6 +164,10 @@ class UNet(nn.Module):
 
         self.out_conv = nn.Sequential(group_norm(ch), nn.SiLU(), conv3x3(ch, self.out_channels, scale=0.0))
 
+    def channel_mask_or_none(self) -> torch.Tensor | None:
+        """The bottleneck's channel mask (C,), or None: a plain UNet masks nothing."""
+        return None
+
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.ch_multipliers) - 1)
@@ -163,7 +182,7 @@ class UNet(nn.Module):
             for layer in level:
                 h = _call(layer, h, t_emb)
                 hs.append(h)
-        h = self.middle(h, t_emb)
+        h = self.bottleneck_mask(self.middle(h, t_emb), self.channel_mask_or_none())
         for i in reversed(range(len(self.ch_multipliers))):
             for j, layer in enumerate(self.upsamples[f"level_{i}"]):
                 if j <= self.num_res_blocks:
@@ -177,47 +196,65 @@ def _call(layer: nn.Module, h: torch.Tensor, t_emb: torch.Tensor) -> torch.Tenso
     return layer(h, t_emb) if isinstance(layer, (ResidualBlock, TimestepSequential)) else layer(h)
 
 
-def build_unet(cfg: ModelConfig) -> UNet:
-    return UNet(
-        in_channels=cfg.in_channels,
-        hid_channels=cfg.hid_channels,
-        out_channels=cfg.out_channels,
-        ch_multipliers=cfg.ch_multipliers,
-        num_res_blocks=cfg.num_res_blocks,
-        apply_attn=cfg.apply_attn,
-        drop_rate=cfg.drop_rate,
-        resample_with_conv=cfg.resample_with_conv,
-    )
+def build_unet(cfg: ModelConfig, *, sparsity: SparsityConfig | None = None, mask_seed: int = 0) -> UNet:
+    """The UNet of ``cfg``; with an enabled ``sparsity`` section the study's CS model
+    (:class:`~ddpm_lens.core.sparse_unet.SparseUNet`), its initial mask drawn from ``mask_seed``."""
+    kwargs = {
+        "in_channels": cfg.in_channels,
+        "hid_channels": cfg.hid_channels,
+        "out_channels": cfg.out_channels,
+        "ch_multipliers": cfg.ch_multipliers,
+        "num_res_blocks": cfg.num_res_blocks,
+        "apply_attn": cfg.apply_attn,
+        "drop_rate": cfg.drop_rate,
+        "resample_with_conv": cfg.resample_with_conv,
+    }
+    if sparsity is None:
+        return UNet(**kwargs)
+    from ddpm_lens.core.sparse_unet import SparseUNet  # it subclasses UNet
+
+    return SparseUNet(initial_sparsity=sparsity.initial_sparsity, mask_seed=mask_seed, **kwargs)
 
 
 def layer_table(model: UNet) -> dict[str, str]:
     """Study layer name -> module path, in the order the forward pass produces them.
 
-    ``encoder_level_i`` is the last residual block of down level i (before its downsample, at
-    the level's resolution; at attention levels, after the attention). ``bottleneck`` is the
-    middle block. ``decoder_level_i`` is the last residual block of up level i (before its
-    upsample, at the level's resolution). ``output`` is the final conv stack.
+    As the study's ``FeatureExtractor`` hooks them: ``encoder_level_i`` is the *last module* of
+    down level i, i.e. its downsample where it has one (half the level's resolution), else its
+    last residual block; ``decoder_level_i`` is likewise the last module of up level i (its
+    upsample where present). ``encoder_block_i`` / ``decoder_block_i`` are the level's last
+    residual block (after its attention where the level has one), at the level's resolution.
+    ``bottleneck`` is the middle block's output, before any CS channel mask;
+    ``bottleneck_masked`` is after it (the same values for a model without a mask). ``output``
+    is the final conv stack. Where two names share a module they stay adjacent, in this order.
     """
     r = model.num_res_blocks
     levels = len(model.ch_multipliers)
     table = {"in_conv": "in_conv"}
-    table.update({f"encoder_level_{i}": f"downsamples.level_{i}.{r - 1}" for i in range(levels)})
+    for i in range(levels):
+        last = len(model.downsamples[f"level_{i}"]) - 1
+        table[f"encoder_block_{i}"] = f"downsamples.level_{i}.{r - 1}"
+        table[f"encoder_level_{i}"] = f"downsamples.level_{i}.{last}"
     table["bottleneck"] = "middle"
-    table.update({f"decoder_level_{i}": f"upsamples.level_{i}.{r}" for i in reversed(range(levels))})
+    table["bottleneck_masked"] = "bottleneck_mask"
+    for i in reversed(range(levels)):
+        last = len(model.upsamples[f"level_{i}"]) - 1
+        table[f"decoder_block_{i}"] = f"upsamples.level_{i}.{r}"
+        table[f"decoder_level_{i}"] = f"upsamples.level_{i}.{last}"
     table["output"] = "out_conv"
     return table
 
 
 def layer_channels(model: UNet) -> dict[str, int]:
-    """Output channels of each named layer (same keys as :func:`layer_table`)."""
-    levels = len(model.ch_multipliers)
-    out = {"in_conv": model.hid_channels}
-    out.update({f"encoder_level_{i}": model.hid_channels * m for i, m in enumerate(model.ch_multipliers)})
-    out["bottleneck"] = model.hid_channels * model.ch_multipliers[-1]
-    out.update(
-        {f"decoder_level_{i}": model.hid_channels * model.ch_multipliers[i] for i in reversed(range(levels))}
-    )
-    out["output"] = model.out_channels
+    """Output channels of each named layer (same keys as :func:`layer_table`); resampling keeps them."""
+    out = {}
+    for name in layer_table(model):
+        if name.startswith(("encoder_", "decoder_")):
+            out[name] = model.hid_channels * model.ch_multipliers[int(name.rsplit("_", 1)[1])]
+        elif name.startswith("bottleneck"):
+            out[name] = model.hid_channels * model.ch_multipliers[-1]
+        else:
+            out[name] = model.hid_channels if name == "in_conv" else model.out_channels
     return out
 
 

@@ -1,7 +1,8 @@
 """The files of a training run on disk: the per-step log, and finding the checkpoint to resume.
 
-Everything under ``<chkpt_dir>/<name>/`` that is not a checkpoint's contents: the CSV log
-(and TensorBoard scalars when installed), the progress bar that mirrors it, and the rules
+Everything under ``<chkpt_dir>/<name>/`` that is not a checkpoint's contents: the CSV logs
+(per step, and per epoch for the study's modes; TensorBoard scalars when installed), the
+progress bar that mirrors them, and the rules
 for starting afresh or resuming (newest complete checkpoint; temp files of interrupted saves
 are removed).
 """
@@ -15,21 +16,33 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ddpm_lens.core.checkpoint import parse_epoch, read_checkpoint
+from ddpm_lens.train.study_modes import EPOCH_LOG_FIELDS
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError, warn
 
-LOG_FIELDS = ("step", "epoch", "loss", "lr", "stage", "t_lo", "t_hi")
+LOG_FIELDS = ("step", "epoch", "loss", "lr", "stage", "t_lo", "t_hi", "mse", "reg")
 
 
 class RunLog:
-    """Rank 0's per-step CSV, optional TensorBoard scalars, and the progress bar."""
+    """Rank 0's per-step CSV, optional TensorBoard scalars, and the progress bar; with ``epoch_log``
+    also ``epoch_log.csv`` (EPOCH_LOG_FIELDS), whose rows are printed as they are written."""
 
-    def __init__(self, run_dir: Path, *, start_step: int, total_steps: int, progress: bool, desc: str):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        start_step: int,
+        total_steps: int,
+        progress: bool,
+        desc: str,
+        start_epoch: int = 1,
+        epoch_log: bool = False,
+    ):
         self.path = run_dir / "train_log.csv"
-        kept = _log_rows_before(self.path, start_step)
-        write_text(self.path, "".join(",".join(map(str, r)) + "\n" for r in [LOG_FIELDS, *kept]))
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 - closed in close()
-        self._csv = csv.writer(self._file, lineterminator="\n")
+        self._file, self._csv = _restart_csv(self.path, LOG_FIELDS, start_step)
+        self.epoch_log = epoch_log
+        epochs_csv = run_dir / "epoch_log.csv"
+        self._epochs = _restart_csv(epochs_csv, EPOCH_LOG_FIELDS, start_epoch) if epoch_log else None
         self._tb = _tensorboard(run_dir / "tensorboard")
         self._bar = tqdm(
             total=total_steps,
@@ -45,28 +58,49 @@ class RunLog:
         self._csv.writerows(rows)
         self._file.flush()
         if self._tb is not None:
-            for step, _, loss, lr, stage, _, _ in rows:
+            for step, _, loss, lr, stage, _, _, mse, reg in rows:
                 self._tb.add_scalar("train/loss", loss, step)
                 self._tb.add_scalar("train/lr", lr, step)
                 self._tb.add_scalar("train/stage", stage, step)
-        step, _, loss, lr, stage, _, _ = rows[-1]
+                if reg:
+                    self._tb.add_scalar("train/mse", mse, step)
+                    self._tb.add_scalar("train/reg", reg, step)
+        step, _, loss, lr, stage, *_ = rows[-1]
         self._bar.set_postfix(step=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", stage=stage, refresh=False)
         self._bar.update(len(rows))
+
+    def write_epoch(self, row: tuple, line: str) -> None:
+        """One EPOCH_LOG_FIELDS row, appended and flushed, and ``line`` printed above the progress bar."""
+        file, writer = self._epochs
+        writer.writerow(row)
+        file.flush()
+        self._bar.write(line)
 
     def close(self) -> None:
         self._bar.close()
         self._file.close()
+        if self._epochs is not None:
+            self._epochs[0].close()
         if self._tb is not None:
             self._tb.close()
 
 
-def _log_rows_before(path: Path, step: int) -> list[list[str]]:
-    """Rows of an existing log whose step is below ``step`` (work after the resumed checkpoint is dropped)."""
+def _restart_csv(path: Path, header: tuple[str, ...], before: int):
+    """``(file, writer)`` appending to ``path``, which keeps only the rows of an earlier run whose
+    first column is below ``before`` (work after the resumed checkpoint is dropped)."""
+    kept = _log_rows_before(path, before, len(header))
+    write_text(path, "".join(",".join(map(str, r)) + "\n" for r in [header, *kept]))
+    file = open(path, "a", newline="")  # noqa: SIM115 - closed by RunLog.close
+    return file, csv.writer(file, lineterminator="\n")
+
+
+def _log_rows_before(path: Path, first: int, width: int) -> list[list[str]]:
+    """Rows of an existing log with ``width`` columns whose first column is below ``first``."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    return [r for r in rows[1:] if len(r) == len(LOG_FIELDS) and r[0].isdigit() and int(r[0]) < step]
+    return [r for r in rows[1:] if len(r) == width and r[0].isdigit() and int(r[0]) < first]
 
 
 def _tensorboard(log_dir: Path):

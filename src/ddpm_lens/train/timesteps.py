@@ -25,6 +25,10 @@ Kinds (:data:`SAMPLERS`):
   Each new stage raises the loss (harder t), so the tracking restarts with every stage.
 - ``tmax``: stage s draws t in [0, t_max[s]) (``mirror``: [T - t_max[s], T)); stage s
   begins at step ``boundaries[s-1]`` (steps count from 0).
+- ``stages`` (the study's form, :mod:`ddpm_lens.train.stage_schedule`): the stage follows the
+  epoch (:meth:`TimestepSampler.begin_epoch`); hard mode draws t uniformly from the stage's
+  [int(t_min T), int(t_max T)); soft mode draws t = floor(s (T - 1)) with s ~ Beta(alpha, beta)
+  (uniform on [0, T) for alpha = beta = 1, as the study's sampler does).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import torch
 
 from ddpm_lens.core.config import CurriculumConfig, DiffusionConfig
 from ddpm_lens.core.schedules import log_snr
+from ddpm_lens.train.stage_schedule import hard_range, stage_of_epoch
 from ddpm_lens.util.errors import UserError
 
 
@@ -65,6 +70,9 @@ class TimestepSampler(ABC):
 
     def update(self, step: int, loss: float | torch.Tensor) -> None:  # noqa: B027 - no stages: nothing to do
         """Record optimizer step ``step`` (0-based) and its mean loss; may move to the next stage."""
+
+    def begin_epoch(self, epoch: int) -> None:  # noqa: B027 - only epoch-staged samplers use it
+        """Called before the first step of 0-based ``epoch`` (also when resuming inside it)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "stage": self.stage}
@@ -205,6 +213,51 @@ class TmaxSampler(TimestepSampler):
         self.stage = bisect.bisect_right(self.boundaries, step + 1)  # the stage of step + 1
 
 
+class StageSampler(TimestepSampler):
+    """The study's curriculum: the stage of each epoch, hard (uniform range) or soft (Beta) draws.
+
+    ``stage`` is -1 (full range) until the first :meth:`begin_epoch`.
+    """
+
+    kind = "stages"
+
+    def __init__(self, *, timesteps: int, curriculum: CurriculumConfig):
+        super().__init__(timesteps)
+        self.stages, self.soft = curriculum.stages, curriculum.mode == "soft"
+        self.stage = -1
+        self._probs: dict[tuple[int, str], torch.Tensor] = {}  # (stage, device) -> P(t), soft mode
+
+    @property
+    def t_range(self) -> tuple[int, int]:
+        if self.stage < 0 or self.soft:
+            return 0, self.timesteps
+        s = self.stages[self.stage]
+        return hard_range(s.t_min, s.t_max, self.timesteps)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.stage = stage_of_epoch([s.epochs for s in self.stages], epoch)
+
+    def sample(self, batch: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+        s = self.stages[self.stage] if self.stage >= 0 else None
+        if not self.soft or s is None or (s.alpha == 1.0 and s.beta == 1.0):
+            return super().sample(batch, generator, device)  # uniform on t_range
+        key = (self.stage, str(device))
+        if key not in self._probs:
+            self._probs[key] = torch.as_tensor(
+                floored_beta_probs(s.alpha, s.beta, self.timesteps), dtype=torch.float32, device=device
+            )
+        return torch.multinomial(self._probs[key], batch, replacement=True, generator=generator)
+
+
+def floored_beta_probs(alpha: float, beta: float, timesteps: int) -> np.ndarray:
+    """(T,) P(t = k) for t = floor(s (T - 1)), s ~ Beta(alpha, beta): the Beta mass of
+    [k / (T - 1), (k + 1) / (T - 1)) for k < T - 1, and 0 for T - 1 (s = 1 has probability 0)."""
+    from scipy.stats import beta as beta_dist
+
+    cdf = beta_dist.cdf(np.arange(timesteps) / (timesteps - 1), alpha, beta)  # at k / (T - 1)
+    return np.append(np.diff(cdf), 0.0)
+
+
 def _uniform(
     diffusion: DiffusionConfig, curriculum: CurriculumConfig | None, alphas_cumprod
 ) -> UniformSampler:
@@ -228,11 +281,16 @@ def _tmax(diffusion: DiffusionConfig, c: CurriculumConfig, alphas_cumprod) -> Tm
     return TmaxSampler(timesteps=diffusion.timesteps, t_max=c.t_max, boundaries=c.boundaries, mirror=c.mirror)
 
 
+def _stages(diffusion: DiffusionConfig, c: CurriculumConfig, alphas_cumprod) -> StageSampler:
+    return StageSampler(timesteps=diffusion.timesteps, curriculum=c)
+
+
 # name -> builder(diffusion_cfg, curriculum_cfg, alphas_cumprod)
 SAMPLERS: dict[str, Callable[..., TimestepSampler]] = {
     "uniform": _uniform,
     "clusters": _clusters,
     "tmax": _tmax,
+    "stages": _stages,
 }
 
 

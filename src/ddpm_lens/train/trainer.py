@@ -19,14 +19,24 @@ Files, written by rank 0 only, under ``run_dir`` = ``<chkpt_dir>/<name>``:
 
 - ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt`` every ``chkpt_intv`` epochs and at the end, written
   atomically, with ddpm-torch's keys (``model``, ``optimizer``, ``scheduler``, ``ema``,
-  ``epoch``, ``loss``) plus ``config``, ``sampler``, ``step``, ``ddpm_lens_version``. ``epoch`` is
-  the (1-based) epoch of the last step taken, so it counts completed epochs at epoch ends.
+  ``epoch``, ``loss``), the study's CurriculumTrainer keys (``curriculum_stage``,
+  ``curriculum_config``, ``timestamp``; a CS model's mask buffers are in ``model``), plus
+  ``config``, ``sampler``, ``step``, ``ddpm_lens_version``. ``epoch`` is the (1-based) epoch of
+  the last step taken, so it counts completed epochs at epoch ends.
 - ``config.json``: the run's effective config.
 - ``train_log.csv``: one row per step (``step`` from 0, ``epoch`` from 1, loss, lr, stage,
-  t_lo, t_hi: the step drew t in [t_lo, t_hi)), appended every ``log_every`` steps;
+  t_lo, t_hi: the step drew t in [t_lo, t_hi); mse and reg: the loss without the CR penalty
+  and the penalty lambda * sum ||W_c||), appended every ``log_every`` steps;
   TensorBoard scalars in ``tensorboard/`` when ``torch.utils.tensorboard`` imports.
-- ``samples_<epoch>.png`` every ``image_intv`` epochs and at the end: ``num_samples`` images
-  from the EMA weights, DDIM with 50 steps and eta 0, from noise seeded with ``train.seed``.
+- ``epoch_log.csv``, with the study's staged curriculum, CS or CR: one row per epoch (stage,
+  its name, t-range, active channels, channels regrown, lambda), also printed.
+- ``samples_<epoch>.png`` every ``image_intv`` epochs and at the end (``num_samples`` 0: never):
+  ``num_samples`` images from the EMA weights, DDIM with 50 steps and eta 0, from noise seeded
+  with ``train.seed``.
+
+The study's modes (configs in its schema, :mod:`ddpm_lens.train.study_modes`): with its staged
+curriculum the run lasts the stages' epochs, overriding ``train.epochs``; CS trains its
+SparseUNet, regrowing the mask at each stage change; CR adds the group-L1 penalty.
 
 Losses stay on the device and are read once every ``log_every`` steps (no per-step host sync,
 except that adaptive curriculum pacing reads every step's loss). A NaN/inf loss stops the run
@@ -41,13 +51,14 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from ddpm_lens import __version__
 from ddpm_lens.core.checkpoint import (
@@ -63,50 +74,23 @@ from ddpm_lens.data.datasets import to_uint8
 from ddpm_lens.output.grid import image_grid
 from ddpm_lens.train.distributed import DistInfo, barrier, is_main, mean_over_ranks
 from ddpm_lens.train.ema import EMA
+from ddpm_lens.train.global_batches import GlobalBatches
 from ddpm_lens.train.run_files import RunLog
+from ddpm_lens.train.stage_schedule import run_epochs
+from ddpm_lens.train.study_modes import StudyModes
 from ddpm_lens.train.timesteps import build_timestep_sampler
 from ddpm_lens.util.atomic import atomic_path
 from ddpm_lens.util.errors import UserError, warn
 
 SAMPLE_STEPS = 50  # DDIM steps of the sample grids
 # Keys of the config that a resumed run must share with its checkpoint.
-RESUME_SECTIONS = ("model", "diffusion", "curriculum")
+RESUME_SECTIONS = ("model", "diffusion", "curriculum", "sparsity", "regularization")
 
 
-def step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """A 63-bit seed for (run seed, global step, stream); stream 0 is shared by all ranks."""
+def step_seed(seed: int, step: int, stream: int | str = 0) -> int:
+    """A 63-bit seed for (run seed, global step or stage, stream); stream 0 is shared by all ranks."""
     digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
-
-
-class GlobalBatches(Sampler[list[int]]):
-    """This process's share of every global batch of an epoch, in a seeded permutation.
-
-    Global batch k of epoch e is ``perm_e[k B : (k + 1) B]`` with ``perm_e`` drawn from
-    ``seed + e``; process r takes the contiguous slice ``[r b, (r + 1) b)``, b = B / world, so the
-    processes together see exactly one process's batch. ``set_epoch(e, start=k)`` skips the
-    first k batches (resuming inside an epoch).
-    """
-
-    def __init__(
-        self, size: int, *, global_batch: int, num_batches: int, rank: int, world_size: int, seed: int
-    ):
-        self.size, self.global_batch, self.num_batches = size, global_batch, num_batches
-        self.local = global_batch // world_size
-        self.rank, self.seed = rank, seed
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __len__(self) -> int:
-        return self.num_batches - self.start
-
-    def __iter__(self):
-        perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        for k in range(self.start, self.num_batches):
-            lo = k * self.global_batch + self.rank * self.local
-            yield perm[lo : lo + self.local].tolist()
 
 
 @dataclass
@@ -119,6 +103,8 @@ class StepRecord:
     stage: int
     t_lo: int
     t_hi: int
+    mse: torch.Tensor  # 0-d: the loss without the CR penalty
+    reg: torch.Tensor  # 0-d: the CR penalty lambda * sum_c ||W_c|| (0 without CR)
 
 
 class Trainer:
@@ -150,8 +136,9 @@ class Trainer:
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
 
-        torch.manual_seed(tc.seed)  # the same initial weights on every process
-        self.model = build_unet(cfg.model).to(self.device)
+        torch.manual_seed(tc.seed)  # the same initial weights (and CS mask) on every process
+        self.model = build_unet(cfg.model, sparsity=cfg.sparsity, mask_seed=tc.seed).to(self.device)
+        self.modes = StudyModes(cfg, self.model, main=is_main(self.dist))
         if tc.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion.from_config(cfg.diffusion)
@@ -193,6 +180,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         stage, (t_lo, t_hi) = self.sampler.stage, self.sampler.t_range
         total = torch.zeros((), device=self.device)
+        mse_total, reg_total = total.clone(), total.clone()
         last = len(micro_batches) - 1
         for i, x in enumerate(micro_batches):
             x = x.to(self.device, non_blocking=True)  # (b, C, H, W)
@@ -209,12 +197,18 @@ class Trainer:
             sync = self._ddp.no_sync() if (self._ddp is not None and i < last) else contextlib.nullcontext()
             with sync:
                 with self._autocast():
-                    loss = self.diffusion.train_losses(self.net, x, t, noise).mean()
+                    mse = self.diffusion.train_losses(self.net, x, t, noise).mean()
+                reg = self.modes.penalty(stage)  # lambda * sum ||W_c||, or None
+                loss = mse if reg is None else mse + reg / b  # the study divides by the process's batch
                 scaled = loss / len(micro_batches)
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += loss.detach()
+            mse_total += mse.detach()
+            if reg is not None:
+                reg_total += reg.detach()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
+        self.modes.after_backward()  # CS: masked channels collect |grad| (before clipping)
         if tc.grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_norm)
         if self.scaler:
@@ -226,10 +220,12 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update()
-        mean_loss = mean_over_ranks(total / len(micro_batches), self.dist)
+        n = len(micro_batches)
+        mean_loss = mean_over_ranks(total / n, self.dist)
         self.sampler.update(step, mean_loss)
         self.step += 1
-        return StepRecord(step, mean_loss, lr, stage, t_lo, t_hi)
+        mse_mean = mean_over_ranks(mse_total / n, self.dist) if self.modes.reg else mean_loss
+        return StepRecord(step, mean_loss, lr, stage, t_lo, t_hi, mse_mean, reg_total / n)
 
     def _autocast(self):
         if self._amp_dtype is None:
@@ -244,6 +240,9 @@ class Trainer:
             raise UserError(
                 f"train.batch_size {tc.batch_size} is not divisible by the {world} processes: pick a multiple"
             )
+        epochs = run_epochs(self.cfg)
+        if epochs != tc.epochs and is_main(self.dist):
+            print(f"[curriculum] overriding train.epochs ({tc.epochs}) with the stages' total ({epochs})")
         micro_per_epoch = len(dataset) // tc.batch_size
         steps_per_epoch = micro_per_epoch // tc.num_accum
         if steps_per_epoch == 0:
@@ -251,11 +250,7 @@ class Trainer:
                 f"the dataset has {len(dataset)} images, fewer than one step's batch_size x num_accum = "
                 f"{tc.batch_size * tc.num_accum}: lower --batch-size or add images"
             )
-        total = (
-            tc.epochs * steps_per_epoch
-            if tc.max_steps is None
-            else min(tc.epochs * steps_per_epoch, tc.max_steps)
-        )
+        total = min(epochs * steps_per_epoch, tc.max_steps or epochs * steps_per_epoch)
         if self.step >= total:
             raise UserError(
                 f"the run is already at step {self.step} of its {total}: "
@@ -281,11 +276,19 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.json")
             log = RunLog(
-                self.run_dir, start_step=self.step, total_steps=total, progress=self.progress, desc=self.name
+                self.run_dir,
+                start_step=self.step,
+                total_steps=total,
+                progress=self.progress,
+                desc=self.name,
+                start_epoch=self.step // steps_per_epoch + 1,
+                epoch_log=self.modes.active,
             )
         pending: list[StepRecord] = []
+        grids = tc.image_intv > 0 and tc.num_samples > 0
         try:
             while self.step < total:
+                self._begin_epoch(self.step // steps_per_epoch, log, epochs)
                 batches.set_epoch(
                     self.step // steps_per_epoch, start=(self.step % steps_per_epoch) * tc.num_accum
                 )
@@ -306,7 +309,7 @@ class Trainer:
                 end = self.step == total
                 if (at_epoch_end and epoch % tc.chkpt_intv == 0) or end:
                     self.save(epoch)
-                if tc.image_intv and ((at_epoch_end and epoch % tc.image_intv == 0) or end):
+                if grids and ((at_epoch_end and epoch % tc.image_intv == 0) or end):
                     self.save_samples(epoch)
         finally:
             if log is not None:
@@ -314,11 +317,24 @@ class Trainer:
         barrier(self.dist)
         return self.last_checkpoint
 
+    def _begin_epoch(self, epoch: int, log: RunLog | None, epochs: int) -> None:
+        """The stage of 0-based ``epoch``; on a change, the CS mask regrows. Logged when resuming too."""
+        before = self.sampler.stage
+        self.sampler.begin_epoch(epoch)
+        stage = self.sampler.stage
+        regrown = 0
+        if stage != before:
+            g = torch.Generator().manual_seed(step_seed(self.cfg.train.seed, stage, "regrowth"))
+            regrown = self.modes.enter_stage(stage, g)
+        if log is not None and log.epoch_log:
+            row = self.modes.epoch_row(epoch + 1, stage, self.sampler.t_range, regrown)
+            log.write_epoch(row, self.modes.describe(row, epochs))
+
     def _flush(self, pending: list[StepRecord], log: RunLog | None, steps_per_epoch: int) -> None:
         """Read the pending losses (one host sync), stop on NaN/inf, log them (rank 0)."""
         if not pending:
             return
-        losses = torch.stack([r.loss for r in pending]).tolist()
+        losses, mses, regs = torch.stack([torch.stack([r.loss, r.mse, r.reg]) for r in pending]).T.tolist()
         for r, loss in zip(pending, losses):
             if not math.isfinite(loss):
                 last = self.last_checkpoint
@@ -333,19 +349,24 @@ class Trainer:
         if log is not None:
             log.write(
                 [
-                    (r.step, r.step // steps_per_epoch + 1, loss, r.lr, r.stage, r.t_lo, r.t_hi)
-                    for r, loss in zip(pending, losses)
+                    (r.step, r.step // steps_per_epoch + 1, loss, r.lr, r.stage, r.t_lo, r.t_hi, mse, reg)
+                    for r, loss, mse, reg in zip(pending, losses, mses, regs)
                 ]
             )
         pending.clear()
 
     # checkpoints ---------------------------------------------------------------------------
-    def state_dict(self, epoch: int) -> dict[str, Any]:
-        """The checkpoint: ddpm-torch's keys plus config, sampler state, step and version."""
+    def state_dict(self, epoch: int, when: datetime | None = None) -> dict[str, Any]:
+        """The checkpoint: ddpm-torch's keys, the study's curriculum keys, config, sampler state,
+        step and version."""
+        cur = self.cfg.curriculum
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "curriculum_stage": self.sampler.stage if cur is not None else -1,
+            "curriculum_config": self.cfg.to_dict()["curriculum"] if cur is not None else {"stages": []},
+            "timestamp": (when or datetime.now()).strftime("%Y%m%d_%H%M%S"),
             "epoch": epoch,
             "loss": self._loss_sum / self._loss_count if self._loss_count else math.nan,
             "config": self.cfg.to_dict(),
@@ -369,8 +390,9 @@ class Trainer:
                 f"training stopped: the weights are not finite after step {self.step}; the last good "
                 f"checkpoint is {self.last_checkpoint or 'none'}; lower train.lr (now {self.cfg.train.lr:g})"
             )
-        path = self.run_dir / checkpoint_name(self.name, epoch)
-        save_checkpoint(self.state_dict(epoch), path)
+        when = datetime.now()
+        path = self.run_dir / checkpoint_name(self.name, epoch, when)
+        save_checkpoint(self.state_dict(epoch, when), path)
         self.last_checkpoint = path
         self._loss_sum, self._loss_count = 0.0, 0
         return path
