@@ -1,6 +1,9 @@
 """The command line as a user meets it: exit codes, one-line errors, no tracebacks."""
 
+import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lens.cli import main
+from ddpm_lens.cli import build_parser, main
 from ddpm_lens.core.checkpoint import save_checkpoint
 from ddpm_lens.core.config import load_config
 
@@ -120,3 +123,63 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, out.stderr
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "pwned.txt").exists()
+
+
+def _commands():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["demo", "visualize", "report", "train", "sample", "export"])
+def test_every_flag_takes_both_spellings_and_help_shows_the_declared_one(command):
+    parser = _commands()[command]
+    flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--") and f != "--help"]
+    styles = {"_" if "_" in f[2:] else "-" for f in flags if "_" in f[2:] or "-" in f[2:]}
+    assert len(styles) <= 1, f"{command} mixes flag styles: {flags}"
+    if command == "visualize":
+        assert styles == {"_"}  # the seed study's spelling
+    help_text = parser.format_help()
+    for flag in flags:
+        snake, kebab = "--" + flag[2:].replace("-", "_"), "--" + flag[2:].replace("_", "-")
+        action = parser._option_string_actions[flag]
+        assert parser._option_string_actions[snake] is action and parser._option_string_actions[kebab] is action
+        other = kebab if flag == snake else snake
+        if other != flag:
+            assert re.search(re.escape(other) + r"\b", help_text) is None, f"{other} shown in {command}'s help"
+
+
+def test_both_spellings_parse_to_the_same_values():
+    parser = build_parser()
+    a = parser.parse_args(["visualize", "--baseline-ckpt", "a", "--curriculum_ckpt", "b", "--num-samples=3"])
+    assert (a.baseline_ckpt, a.curriculum_ckpt, a.num_samples) == ("a", "b", 3)
+    a = parser.parse_args(["train", "--config", "c", "--data_dir", "d", "--max_steps", "4", "--channels_last"])
+    assert (a.data_dir, a.max_steps, a.channels_last) == ("d", 4, True)
+
+
+def test_errors_name_flags_the_way_the_command_spells_them(tmp_path, tiny_pair, capsys):
+    # the same dataset error from data/datasets.py, under visualize and under train
+    code = main(
+        [
+            "visualize",
+            "--baseline-ckpt",
+            str(tiny_pair[0]),
+            "--curriculum-ckpt",
+            str(tiny_pair[1]),
+            "--dataset",
+            "celeba",
+            "--output-dir",
+            str(tmp_path / "v"),
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--data_dir DIR" in err and "--data-dir" not in err, err
+    config = tmp_path / "celeba_tiny.json"
+    data = load_config(TINY).to_dict()
+    data["dataset"]["name"] = "celeba"
+    config.write_text(json.dumps(data))
+    code = main(["train", "--config", str(config), "--chkpt_dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--data-dir DIR" in err and "--data_dir" not in err, err
