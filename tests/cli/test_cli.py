@@ -142,18 +142,22 @@ def test_every_flag_takes_both_spellings_and_help_shows_the_declared_one(command
     help_text = parser.format_help()
     for flag in flags:
         snake, kebab = "--" + flag[2:].replace("-", "_"), "--" + flag[2:].replace("_", "-")
-        action = parser._option_string_actions[flag]
-        assert parser._option_string_actions[snake] is action and parser._option_string_actions[kebab] is action
+        table = parser._option_string_actions
+        assert table[snake] is table[flag] and table[kebab] is table[flag]
         other = kebab if flag == snake else snake
         if other != flag:
-            assert re.search(re.escape(other) + r"\b", help_text) is None, f"{other} shown in {command}'s help"
+            assert not re.search(re.escape(other) + r"\b", help_text), f"{other} in {command}'s help"
 
 
 def test_both_spellings_parse_to_the_same_values():
     parser = build_parser()
-    a = parser.parse_args(["visualize", "--baseline-ckpt", "a", "--curriculum_ckpt", "b", "--num-samples=3"])
+    a = parser.parse_args(
+        ["visualize", "--baseline-ckpt", "a", "--curriculum_ckpt", "b", "--num-samples=3"],
+    )
     assert (a.baseline_ckpt, a.curriculum_ckpt, a.num_samples) == ("a", "b", 3)
-    a = parser.parse_args(["train", "--config", "c", "--data_dir", "d", "--max_steps", "4", "--channels_last"])
+    a = parser.parse_args(
+        ["train", "--config", "c", "--data_dir", "d", "--max_steps", "4", "--channels_last"]
+    )
     assert (a.data_dir, a.max_steps, a.channels_last) == ("d", 4, True)
 
 
