@@ -27,7 +27,9 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-    out = subprocess.run([*cmd, "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [*cmd, "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (path,) = (tmp / "dist").glob("ddpm_lens-*.whl")
     return zipfile.ZipFile(path)

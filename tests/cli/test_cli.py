@@ -98,7 +98,10 @@ class _Exploit:
         return (os.system, ("echo pwned > pwned.txt",))
 
 
-@pytest.mark.parametrize("case", ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag", "output-is-dir", "device-mps"],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
     ckpt, extra = tiny_ckpt, []
     if case == "missing":
@@ -117,12 +120,22 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
         extra = ["--config", bad]
     elif case == "bad-flag":
         extra = ["--num", "many"]
+    elif case == "output-is-dir":  # an IsADirectoryError traceback once the images were drawn
+        (tmp_path / "o.png").mkdir()
+    elif case == "device-mps":  # a NotImplementedError traceback
+        extra = ["--device", "mps"]
     out = run_cli("sample", "--ckpt", ckpt, "--output", tmp_path / "o.png", *extra, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, out.stderr
-    assert not (tmp_path / "o.png").exists() and not (tmp_path / "pwned.txt").exists()
+    assert not (tmp_path / "o.png").is_file() and not (tmp_path / "pwned.txt").exists()
+    expected = {
+        "exploit": "was refused: it holds pickled Python objects",
+        "output-is-dir": "--output .*o.png is a folder: pass a PNG file path",
+        "device-mps": "device 'mps' is not supported .*: use auto, cpu, cuda or cuda:N",
+    }
+    assert re.search(expected.get(case, ""), errors[0]), errors[0]
 
 
 def _commands():
@@ -187,3 +200,20 @@ def test_errors_name_flags_the_way_the_command_spells_them(tmp_path, tiny_pair, 
     code = main(["train", "--config", str(config), "--chkpt_dir", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert code == 2 and "--data-dir DIR" in err and "--data_dir" not in err, err
+
+
+def test_train_refuses_a_data_dir_its_dataset_does_not_read(tmp_path, capsys):
+    # configs/tiny.json trains on synthetic faces: the folder used to be ignored, exit 0
+    code = main(
+        ["train", "--config", str(TINY), "--data_dir", str(tmp_path), "--chkpt-dir", str(tmp_path / "c")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "the synthetic-faces dataset reads no folder, but --data-dir" in err, err
+    assert not (tmp_path / "c").exists()
+
+
+def test_demo_refuses_zero_samples(tmp_path, capsys):
+    # cli/visualize.py's `args.num_samples or 5` once turned 0 into 5 samples
+    assert main(["demo", "--num_samples", "0", "--output_dir", str(tmp_path / "d"), "--no_report"]) == 2
+    assert "--num_samples must be at least 1, got 0" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
