@@ -1,6 +1,9 @@
 """The command line as a user meets it: exit codes, one-line errors, no tracebacks."""
 
+import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lens.cli import main
+from ddpm_lens.cli import build_parser, main
 from ddpm_lens.core.checkpoint import save_checkpoint
 from ddpm_lens.core.config import load_config
 
@@ -95,7 +98,10 @@ class _Exploit:
         return (os.system, ("echo pwned > pwned.txt",))
 
 
-@pytest.mark.parametrize("case", ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag", "output-is-dir", "device-mps"],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
     ckpt, extra = tiny_ckpt, []
     if case == "missing":
@@ -114,9 +120,100 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
         extra = ["--config", bad]
     elif case == "bad-flag":
         extra = ["--num", "many"]
+    elif case == "output-is-dir":  # an IsADirectoryError traceback once the images were drawn
+        (tmp_path / "o.png").mkdir()
+    elif case == "device-mps":  # a NotImplementedError traceback
+        extra = ["--device", "mps"]
     out = run_cli("sample", "--ckpt", ckpt, "--output", tmp_path / "o.png", *extra, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, out.stderr
-    assert not (tmp_path / "o.png").exists() and not (tmp_path / "pwned.txt").exists()
+    assert not (tmp_path / "o.png").is_file() and not (tmp_path / "pwned.txt").exists()
+    expected = {
+        "exploit": "was refused: it holds pickled Python objects",
+        "output-is-dir": "--output .*o.png is a folder: pass a PNG file path",
+        "device-mps": "device 'mps' is not supported .*: use auto, cpu, cuda or cuda:N",
+    }
+    assert re.search(expected.get(case, ""), errors[0]), errors[0]
+
+
+def _commands():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["demo", "visualize", "report", "train", "sample", "export"])
+def test_every_flag_takes_both_spellings_and_help_shows_the_declared_one(command):
+    parser = _commands()[command]
+    flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--") and f != "--help"]
+    styles = {"_" if "_" in f[2:] else "-" for f in flags if "_" in f[2:] or "-" in f[2:]}
+    assert len(styles) <= 1, f"{command} mixes flag styles: {flags}"
+    if command == "visualize":
+        assert styles == {"_"}  # the seed study's spelling
+    help_text = parser.format_help()
+    for flag in flags:
+        snake, kebab = "--" + flag[2:].replace("-", "_"), "--" + flag[2:].replace("_", "-")
+        table = parser._option_string_actions
+        assert table[snake] is table[flag] and table[kebab] is table[flag]
+        other = kebab if flag == snake else snake
+        if other != flag:
+            assert not re.search(re.escape(other) + r"\b", help_text), f"{other} in {command}'s help"
+
+
+def test_both_spellings_parse_to_the_same_values():
+    parser = build_parser()
+    a = parser.parse_args(
+        ["visualize", "--baseline-ckpt", "a", "--curriculum_ckpt", "b", "--num-samples=3"],
+    )
+    assert (a.baseline_ckpt, a.curriculum_ckpt, a.num_samples) == ("a", "b", 3)
+    a = parser.parse_args(
+        ["train", "--config", "c", "--data_dir", "d", "--max_steps", "4", "--channels_last"]
+    )
+    assert (a.data_dir, a.max_steps, a.channels_last) == ("d", 4, True)
+
+
+def test_errors_name_flags_the_way_the_command_spells_them(tmp_path, tiny_pair, capsys):
+    # the same dataset error from data/datasets.py, under visualize and under train
+    code = main(
+        [
+            "visualize",
+            "--baseline-ckpt",
+            str(tiny_pair[0]),
+            "--curriculum-ckpt",
+            str(tiny_pair[1]),
+            "--dataset",
+            "celeba",
+            "--output-dir",
+            str(tmp_path / "v"),
+            "--device",
+            "cpu",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--data_dir DIR" in err and "--data-dir" not in err, err
+    config = tmp_path / "celeba_tiny.json"
+    data = load_config(TINY).to_dict()
+    data["dataset"]["name"] = "celeba"
+    config.write_text(json.dumps(data))
+    code = main(["train", "--config", str(config), "--chkpt_dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--data-dir DIR" in err and "--data_dir" not in err, err
+
+
+def test_train_refuses_a_data_dir_its_dataset_does_not_read(tmp_path, capsys):
+    # configs/tiny.json trains on synthetic faces: the folder used to be ignored, exit 0
+    code = main(
+        ["train", "--config", str(TINY), "--data_dir", str(tmp_path), "--chkpt-dir", str(tmp_path / "c")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "the synthetic-faces dataset reads no folder, but --data-dir" in err, err
+    assert not (tmp_path / "c").exists()
+
+
+def test_demo_refuses_zero_samples(tmp_path, capsys):
+    # cli/visualize.py's `args.num_samples or 5` once turned 0 into 5 samples
+    assert main(["demo", "--num_samples", "0", "--output_dir", str(tmp_path / "d"), "--no_report"]) == 2
+    assert "--num_samples must be at least 1, got 0" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]

@@ -99,6 +99,27 @@ def test_pickled_code_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "layout", ["legacy-torch-save", "pickle-protocol-0", "pickle-protocol-4", "pickle-protocol-5", "zip"]
+)
+def test_pickled_code_in_any_pickle_layout_is_reported_as_refused(tmp_path, layout):
+    """torch's weights-only unpickler stops at protocol 4's FRAME or protocol 0's opcodes before it
+    meets the callable; the file must still be reported as refused code, not as a broken file."""
+    marker = tmp_path / "pwned"
+    _Exploit.marker = marker
+    path = tmp_path / "evil.pt"
+    payload = {"model": {"w": torch.zeros(1)}, "payload": _Exploit()}
+    if layout == "legacy-torch-save":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    elif layout == "zip":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=int(layout[-1])))
+    with pytest.raises(UserError, match=r"refused: it holds pickled Python objects \(e.g. posix.system\)"):
+        load_weights(path)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("kind", ["missing", "truncated", "random", "not-a-dict", "empty-legacy"])
 def test_bad_files_are_one_line_errors(tmp_path, tiny_model, kind):
     path = tmp_path / "x.pt"

@@ -258,3 +258,13 @@ def test_load_images_names_the_bad_path(tmp_path):
         load_images([tmp_path / "missing.png"], 16)
     with pytest.raises(UserError, match="no image paths"):
         load_images([], 16)
+
+
+@pytest.mark.parametrize("name", ["synthetic-faces"])
+def test_a_folder_for_a_dataset_that_reads_none_is_an_error(tmp_path, name):
+    # it used to be ignored: the run drew synthetic faces while the user thought it read their folder
+    with pytest.raises(
+        UserError, match=f"the {name} dataset reads no folder, but --data-dir {tmp_path} was given"
+    ):
+        build_dataset(name, root=tmp_path)
+    assert len(build_dataset(name, root=None, split="test")) == 1000

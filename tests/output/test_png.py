@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens.output.png import encode_png, write_png
+from ddpm_lens.output.png import encode_png, read_png_text, write_png
 
 
 def test_png_round_trip_is_exact():
@@ -40,3 +40,18 @@ def test_write_png_replaces_atomically_and_leaves_no_temp_files(tmp_path, monkey
 def test_encode_png_rejects_float_arrays():
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((2, 2, 3)))
+
+
+def test_text_chunks_are_written_read_back_and_seen_by_pil(tmp_path):
+    array = np.random.default_rng(2).integers(0, 256, (5, 7), dtype=np.uint8)
+    path = tmp_path / "t.png"
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    write_png(path, array, palette=palette, text={"ddpm-lens run": "abc123"})
+    assert read_png_text(path) == {"ddpm-lens run": "abc123"}
+    with Image.open(path) as im:
+        assert im.text == {"ddpm-lens run": "abc123"}
+        np.testing.assert_array_equal(np.asarray(im), array)
+    (tmp_path / "plain.png").write_bytes(encode_png(array))
+    assert read_png_text(tmp_path / "plain.png") == {}
+    (tmp_path / "no.png").write_bytes(b"not a png")
+    assert read_png_text(tmp_path / "no.png") == {}

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -318,9 +319,17 @@ def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
         ("output-is-file", "is a file"),
         ("not-an-image", "not a readable image"),
         ("no-conditions", "nothing to compare"),
+        ("no-samples", "--num_samples must be at least 1, got 0"),
+        ("data-dir-unused", "the synthetic-faces dataset reads no folder, but --data_dir"),
+        ("data-dir-with-images", "--data_dir is not used with --images"),
+        ("device-mps", "device 'mps' is not supported .*: use auto, cpu, cuda or cuda:N"),
+        ("device-unknown", "unknown device 'gpu0': use auto, cpu, cuda or cuda:N"),
+        ("read-only", "cannot write to --output_dir .*: Read-only file system"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    case, message, tiny_pair, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "out"
     args = seed_command(tiny_pair, out)
     (tmp_path / "curriculum.pt").write_bytes(np.random.default_rng(0).bytes(5000))
@@ -334,6 +343,9 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
         "timestep": ("--timesteps", "1000"),
         "grid": ("--num_channels", "65"),
         "too-many-samples": ("--num_samples", "2000"),
+        "no-samples": ("--num_samples", "0"),
+        "device-mps": ("--device", "mps"),
+        "device-unknown": ("--device", "gpu0"),
     }
     if case in swap:
         flag, value = swap[case]
@@ -355,6 +367,14 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
         args += ["--no_clean", "--no_noisy"]
     elif case == "layer":
         args += ["--layers", "encoder_level_7"]
+    elif case == "data-dir-unused":  # the configs' dataset is synthetic-faces: the folder would be ignored
+        args += ["--data_dir", str(tmp_path / "my_faces")]
+    elif case == "data-dir-with-images":
+        Image.new("RGB", (40, 40)).save(tmp_path / "x.png")
+        args += ["--images", str(tmp_path / "x.png"), "--data_dir", str(tmp_path)]
+    elif case == "read-only":  # as root, chmod cannot make a folder unwritable: the file system says so
+        out.mkdir()
+        read_only(monkeypatch, out)
     if case == "too-many-samples":
         args += ["--dataset", "folder", "--data_dir", str(ROOT / "docs")]
     assert main(args) == 2
@@ -362,6 +382,22 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case, message, tiny_pair, 
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and __import__("re").search(message, errors[0]), err
     assert not [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else True
+
+
+def read_only(monkeypatch, folder: Path) -> None:
+    """Make creating any file in ``folder`` fail with EROFS, as on a read-only mount."""
+    import errno
+    import os
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
 def test_more_channels_than_a_layer_has_is_clipped_with_a_warning(tiny_pair, tmp_path, capsys):
@@ -401,3 +437,54 @@ def test_script_wrapper_runs_the_study_command(tiny_pair, tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("error:") == 1
+
+
+def disk_full_after(monkeypatch, writes: int) -> None:
+    """The disk fills after ``writes`` PNGs: the next write stops half-way with ENOSPC."""
+    import errno
+    import os
+
+    import ddpm_lens.output.png as png
+    from ddpm_lens.util.atomic import atomic_path
+
+    real, calls = png.write_bytes, []
+
+    def write_bytes(path, data, *, fsync=True):
+        calls.append(path)
+        if len(calls) <= writes:
+            return real(path, data, fsync=fsync)
+        with atomic_path(path, fsync=fsync) as tmp:
+            tmp.write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(png, "write_bytes", write_bytes)
+
+
+def test_a_full_disk_names_the_path_and_the_space_and_takes_the_run_back(
+    tiny_pair, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "o"
+    disk_full_after(monkeypatch, 7)
+    assert main(small_command(tiny_pair, out)) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert re.search(
+        r"no space left on the device while writing \S+/sample_\d/\S+\.png: this run needs about [\d.]+ MB "
+        r"\([\d.]+ MB in 8 files written before",
+        error,
+    ), error
+    assert "removed the 8 files this run wrote" in error  # 7 figures and the manifest
+    assert not [p for p in out.rglob("*")]
+
+
+def test_a_full_disk_over_an_earlier_run_leaves_a_failed_manifest(tiny_pair, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "o"
+    assert main(small_command(tiny_pair, out)) == 0
+    (out / "notes.txt").write_text("mine")
+    disk_full_after(monkeypatch, 3)
+    assert main(small_command(tiny_pair, out, "--seed", "4")) == 2
+    assert (out / "notes.txt").read_text() == "mine"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "no space left" in manifest["error"]
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    assert "holds an incomplete run" in capsys.readouterr().err

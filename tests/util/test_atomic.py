@@ -1,9 +1,12 @@
+import errno
 import os
 import stat
+import tempfile
 
 import pytest
 
-from ddpm_lens.util.atomic import atomic_path, write_text
+from ddpm_lens.util.atomic import atomic_path, check_writable, write_text
+from ddpm_lens.util.errors import UserError
 
 
 def test_replaces_whole_files_with_normal_permissions(tmp_path):
@@ -24,3 +27,23 @@ def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("crash while writing")
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_an_os_error_without_a_file_name_gets_the_path(tmp_path):
+    path = tmp_path / "f.txt"
+    with pytest.raises(OSError) as info, atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what write() raises on a full disk
+    assert info.value.filename == str(path) and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
+def test_check_writable_is_a_one_line_error_naming_the_flag(tmp_path, monkeypatch, code):
+    assert check_writable(tmp_path / "new" / "dir", flag="--output_dir").is_dir()
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(UserError, match=f"cannot write to --output_dir {tmp_path}: {os.strerror(code)}"):
+        check_writable(tmp_path, flag="--output_dir")

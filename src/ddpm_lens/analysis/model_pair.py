@@ -1,13 +1,16 @@
-"""The two models of a comparison: configs and architectures first, then their weights.
+"""The two models of a comparison: configs, architectures and files checked first, then the weights.
 
-:func:`open_pair` reads both configs, builds both architectures on the meta device and looks
-at both files, so a bad config, layer name or file is reported before any weights load.
-:func:`load_pair` then loads the weights (memory-mapped, weights only); with a
-:class:`~ddpm_lens.analysis.prefetch.Prefetch` the second file loads in the background.
+:func:`open_pair` reads both files (memory-mapped, weights only: their index of tensors, not
+the tensors' bytes), both configs (given, or carried by the file), builds both architectures
+on the meta device and checks that each file fits its architecture, so a bad file, config
+or layer name of either model, and then the data, is reported before any weights are
+copied. :func:`load_pair` then copies the weights into the models; with a
+:class:`~ddpm_lens.analysis.prefetch.Prefetch` the second copy runs in the background.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -17,8 +20,8 @@ import torch
 
 from ddpm_lens.analysis.prefetch import Prefetch, done, foreground_digest
 from ddpm_lens.analysis.timings import Timings
-from ddpm_lens.core.checkpoint import Weights, load_checkpoint, looks_loadable
-from ddpm_lens.core.config import Config, load_config
+from ddpm_lens.core.checkpoint import Weights, check_fit, load_weights, model_from_weights, resolve_config
+from ddpm_lens.core.config import Config
 from ddpm_lens.core.unet import UNet, build_unet
 
 MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
@@ -34,6 +37,7 @@ class LoadedModel:
     structure: UNet  # the architecture, possibly on the meta device: what request checks read
     loaded: Future | None  # -> (UNet with weights, Weights); None until load_pair
     digest: Future  # the checkpoint file's SHA-256
+    pending: Weights | None = None  # read and checked by open_pair, copied into a model by load_pair
 
     @property
     def model(self) -> UNet:
@@ -70,59 +74,41 @@ def open_pair(
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
 ) -> list[LoadedModel]:
-    """Both models' configs and architectures. A file that carries its config (no config
-    path given) or does not look loadable is loaded here, in order, so that its error comes
-    first; the others wait for :func:`load_pair`."""
+    """Both models' files, configs and architectures, each file checked against its
+    architecture; nothing is copied out of the files yet (``device`` is where
+    :func:`load_pair` will put the weights)."""
     timings = timings or Timings()
     out = []
     for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
-        if config is not None and looks_loadable(ckpt):
-            cfg = load_config(config)
-            with torch.device("meta"):
-                structure = build_unet(cfg.model)
-            loaded = None
-        else:
-            model, weights, cfg = _load(ckpt, config, use_ema, device, timings)
-            structure, loaded = model, done((model, weights))
-        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, loaded, digest))
+        tic = time.perf_counter()
+        weights = load_weights(ckpt, use_ema=use_ema)
+        cfg = resolve_config(config, weights)
+        with torch.device("meta"):
+            structure = build_unet(cfg.model)
+        check_fit(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
+        timings.add("load", time.perf_counter() - tic)
+        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights))
     return out
 
 
 def load_pair(
     models: list[LoadedModel],
     *,
-    use_ema: bool,
     device: torch.device,
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
 ) -> None:
-    """Load the weights :func:`open_pair` left: the first in the foreground, the second in
-    the background when ``prefetch`` is given (``LoadedModel.model`` waits for it)."""
+    """Copy the weights :func:`open_pair` read into the models: the first in the foreground,
+    the second in the background when ``prefetch`` is given (``LoadedModel.model`` waits for it)."""
     timings = timings or Timings()
     for i, m in enumerate(models):
         if m.loaded is not None:
             continue
         if i > 0 and prefetch is not None:
-            future = prefetch.submit(_load, m.ckpt, m.config_path, use_ema, device, timings)
-            m.loaded = _first_two(future)
+            m.loaded = prefetch.submit(_build, m, device, timings)
         else:
-            model, weights, _ = _load(m.ckpt, m.config_path, use_ema, device, timings)
-            m.loaded = done((model, weights))
-
-
-class _first_two(Future):
-    """``(model, weights)`` of a ``(model, weights, config)`` future."""
-
-    def __init__(self, inner: Future):
-        super().__init__()
-        self._inner = inner
-
-    def result(self, timeout=None):
-        return self._inner.result(timeout)[:2]
-
-    def done(self) -> bool:
-        return self._inner.done()
+            m.loaded = done(_build(m, device, timings))
 
 
 def layout(device: torch.device) -> torch.memory_format:
@@ -130,8 +116,11 @@ def layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
 
-def _load(ckpt: str, config: str | None, use_ema: bool, device: torch.device, timings: Timings):
+def _build(m: LoadedModel, device: torch.device, timings: Timings) -> tuple[UNet, Weights]:
     tic = time.perf_counter()
-    out = load_checkpoint(config, ckpt, use_ema=use_ema, device=device, memory_format=layout(device))
+    weights, m.pending = m.pending, None  # the model holds the tensors from here on
+    model = model_from_weights(
+        weights, m.config.model, config_name=m.config.source, device=device, memory_format=layout(device)
+    )
     timings.add("load", time.perf_counter() - tic)
-    return out
+    return model, dataclasses.replace(weights, state_dict={})

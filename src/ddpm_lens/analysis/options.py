@@ -127,6 +127,11 @@ class VisualizeOptions:
         images = self.images
         if isinstance(images, str):
             images = (images,)
+        if images is not None and (self.data_dir is not None or self.dataset is not None):
+            flag = "--data_dir" if self.data_dir is not None else "--dataset"
+            raise UserError(
+                f"{flag} is not used with --images (the pictures are the inputs): drop one of them"
+            )
         n_images = len(images) if images is not None else None
         num_samples = self.num_samples
         if num_samples is None:

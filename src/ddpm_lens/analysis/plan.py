@@ -1,9 +1,10 @@
 """Everything a visualizer run fixes before its first forward pass, checked up front.
 
 :func:`build_plan` turns :class:`~ddpm_lens.analysis.options.VisualizeOptions` into a
-:class:`Plan`: both configs and architectures, the request (timesteps, layers, channel
-counts) checked against both models, the input images found, and only then the weights
-loaded. Every error the user can fix is raised here, before any output exists.
+:class:`Plan`: both files, configs and architectures, the request (timesteps, layers,
+channel counts) checked against both models, the input images found, and only then the
+weights copied into the models. Every error the user can fix is raised here, before any
+output exists and before any heavy work.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def build_plan(
         opts.stats_samples,
     )
     timings.add("load", time.perf_counter() - tic)  # the inputs; the loaders count their own time
-    load_pair(models, use_ema=opts.use_ema, device=device, prefetch=prefetch, timings=timings)
+    load_pair(models, device=device, prefetch=prefetch, timings=timings)
     return Plan(
         options=opts,
         models=models,

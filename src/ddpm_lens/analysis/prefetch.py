@@ -2,13 +2,12 @@
 
 A visualizer run records each checkpoint's SHA-256 and loads two checkpoints. Hashing a
 large trainer file takes a while and ``hashlib`` releases the GIL, so the CLI starts
-a :class:`Prefetch` before it imports torch; unpickling the second checkpoint is Python work
-that overlaps the first model's forward pass (C++, GIL released). Both are optional: without
-a Prefetch everything runs in the foreground, in order. Errors never surface later than the
-first forward pass, and a file that does not look loadable
-(:func:`ddpm_lens.core.checkpoint.looks_loadable`) is loaded in the foreground, where its
-problem is reported before any work is done. ``benchmarks/visualize_speed.py`` measures the
-saving (``--no_prefetch`` in the CLI turns it off).
+a :class:`Prefetch` before it imports torch; copying the second model's weights out of its
+memory-mapped file (page reads and copies, GIL released) overlaps the first model's forward
+pass. Both are optional: without a Prefetch everything runs in the foreground, in order.
+Both files are read and checked in the foreground first (their index of tensors, which is
+quick), so no error about either surfaces after work has begun.
+``benchmarks/prefetch_ab.py`` measures the saving (``--no_prefetch`` in the CLI turns it off).
 """
 
 from __future__ import annotations

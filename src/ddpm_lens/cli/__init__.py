@@ -7,6 +7,10 @@ library code inside ``run`` so that ``ddpm-lens --help`` stays fast.
 Errors the user can fix are :class:`ddpm_lens.util.errors.UserError`: printed as one line,
 exit status 2, no traceback.
 
+Every flag is accepted as ``--snake_case`` and as ``--kebab-case``; help and errors show the
+spelling the command declares (underscores for the study's ``visualize``, hyphens for
+``train``), and a library error that names a flag is reworded into that spelling.
+
 May import: every other stage (nothing imports ``cli``). Only argparse lives here: a
 command's work is a function of ``output``, ``train`` or ``analysis`` that ``run`` calls.
 A new command is a module here plus its line in ``COMMANDS``.
@@ -18,6 +22,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from ddpm_lens import __version__
@@ -34,12 +39,41 @@ COMMANDS = {
 }
 
 
+_FLAG = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
+
+
+def _plain(flag: str) -> str:
+    return "--" + flag[2:].replace("-", "_")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with status 2 and a one-line message (its default also exits 2)."""
+    """argparse that exits with status 2 and a one-line message (its default also exits 2),
+    and takes every long flag in both spellings (see :meth:`accept_both_spellings`)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, f"error: {self.respell(message)}\n")
+
+    def accept_both_spellings(self) -> None:
+        """Once every flag is added: ``--a_b`` also parses as ``--a-b`` and the other way round.
+
+        The other spelling goes only into argparse's table of option strings, not into the
+        action, so ``--help`` and argparse's own errors list each flag once, as declared.
+        """
+        self._declared = {}
+        for action in self._actions:
+            for flag in action.option_strings:
+                if not flag.startswith("--"):
+                    continue
+                self._declared[_plain(flag)] = flag
+                for other in (_plain(flag), "--" + flag[2:].replace("_", "-")):
+                    self._option_string_actions.setdefault(other, action)
+
+    def respell(self, message: str) -> str:
+        """``message`` with each flag of this command written as the command declares it
+        (library code cannot know whether it runs under ``visualize`` or ``train``)."""
+        declared = getattr(self, "_declared", {})
+        return _FLAG.sub(lambda m: declared.get(_plain(m.group(0)), m.group(0)), message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.accept_both_spellings()
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -78,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args._parser.respell(str(exc))}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

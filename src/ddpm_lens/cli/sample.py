@@ -48,18 +48,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
     from ddpm_lens.core.checkpoint import load_checkpoint
     from ddpm_lens.core.diffusion import GaussianDiffusion
     from ddpm_lens.data.datasets import to_uint8
     from ddpm_lens.output.grid import image_grid
-    from ddpm_lens.util.atomic import atomic_path
+    from ddpm_lens.util.atomic import atomic_path, check_writable
     from ddpm_lens.util.devices import pick_device
     from ddpm_lens.util.errors import UserError
 
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
+    output = Path(args.output)
+    if output.is_dir():
+        raise UserError(f"--output {output} is a folder: pass a PNG file path, e.g. {output / 'samples.png'}")
+    check_writable(output.parent if str(output.parent) else Path("."), flag="--output")
     device = pick_device(args.device)
     model, weights, cfg = load_checkpoint(args.config, args.ckpt, use_ema=args.use_ema, device=device)
     if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:

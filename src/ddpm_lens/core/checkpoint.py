@@ -90,11 +90,13 @@ def _torch_load(path: Path, *, mmap: bool) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
-            if "GLOBAL" in str(exc) or "global" in str(exc):  # a callable to import: code, not data
+            # a callable to import is code, not data: named in torch's message, or found in the
+            # pickle's opcodes when the weights-only unpickler stopped earlier (protocol 4's FRAME)
+            culprit = _blocked_global(str(exc)) or _pickled_callable(path)
+            if culprit:
                 raise UserError(
-                    f"checkpoint {path} was refused: it holds pickled Python objects (e.g. "
-                    f"{_blocked_global(str(exc))}) that could run code when loaded; re-save its state dict "
-                    "from a trusted source"
+                    f"checkpoint {path} was refused: it holds pickled Python objects (e.g. {culprit}) "
+                    "that could run code when loaded; re-save its state dict from a trusted source"
                 ) from None
             raise _unreadable(path, exc) from None
         except RuntimeError:
@@ -105,9 +107,47 @@ def _torch_load(path: Path, *, mmap: bool) -> Any:
             raise _unreadable(path, exc) from None
 
 
-def _blocked_global(message: str) -> str:
+def _blocked_global(message: str) -> str | None:
+    if "GLOBAL" not in message and "global" not in message:
+        return None
     m = re.search(r"GLOBAL ([\w.]+)", message)
     return m.group(1) if m else "an arbitrary global"
+
+
+_GLOBAL_NAME = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _pickled_callable(path: Path) -> str | None:
+    """The first global (``module.name``) a file's pickle imports, read with pickletools (which
+    only parses opcodes, never runs them); None if there is none or the bytes are no pickle."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    strings: list[str] = []
+    found: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(".".join(strings[-2:]))
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - random bytes break the opcode parser in many ways
+        pass
+    found = [g for g in found if _GLOBAL_NAME.fullmatch(g)]
+    # what torch itself pickles (tensor rebuilds, OrderedDict, protocol 0 bytes) is data; anything
+    # else is what the file would run
+    return next((g for g in found if not g.startswith(("torch.", "collections.", "_codecs."))), None)
 
 
 def _unreadable(path: Path, exc: BaseException | None) -> UserError:
@@ -168,25 +208,6 @@ def _read_safetensors(path: Path) -> Weights:
         epoch,
         config,
     )
-
-
-def looks_loadable(path: str | os.PathLike) -> bool:
-    """A cheap look at a file before loading it in the background: True for a readable
-    .safetensors file whose header parses or a zip-format PyTorch file (``torch.save``'s
-    default since 1.6) holding a ``data.pkl``. Anything else is best loaded in the foreground,
-    where its problem is reported before any work is done."""
-    import zipfile
-
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            with open(path, "rb") as f:
-                size = int.from_bytes(f.read(8), "little")
-                return 0 < size < 100_000_000 and json.loads(f.read(size)) is not None
-        with zipfile.ZipFile(path) as z:
-            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in z.namelist())
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return False
 
 
 def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:

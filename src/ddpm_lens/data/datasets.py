@@ -249,6 +249,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "folder": _build_folder,
     "synthetic-faces": _build_synthetic_faces,
 }
+READS_FOLDER = ("folder", "celeba")  # the datasets that use ``root``: a folder given to another is a mistake
 
 
 def build_dataset(
@@ -262,7 +263,8 @@ def build_dataset(
 ) -> Dataset:
     """The dataset ``name`` (a key of :data:`DATASETS`); items are float32 (3, R, R) in [-1, 1].
 
-    ``root`` is the data folder (celeba, folder), ``seed`` the synthetic-faces family.
+    ``root`` is the data folder (celeba, folder; an error for the others), ``seed`` the
+    synthetic-faces family.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -270,6 +272,11 @@ def build_dataset(
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if resolution < 1:
         raise UserError(f"resolution must be a positive number of pixels, got {resolution}")
+    if root is not None and name not in READS_FOLDER:
+        raise UserError(
+            f"the {name} dataset reads no folder, but --data-dir {root} was given: drop --data-dir, or "
+            f"choose a dataset that reads it ({', '.join(READS_FOLDER)})"
+        )
     return DATASETS[name](root=root, split=split, resolution=resolution, random_flip=random_flip, seed=seed)
 
 

@@ -21,17 +21,25 @@ from ddpm_lens.analysis.timings import Timings
 from ddpm_lens.data.datasets import to_uint8
 from ddpm_lens.output import png, render
 from ddpm_lens.output.run_folder import figure_path
+from ddpm_lens.output.run_status import RUN_ID_KEY
 
 
 class FigureWriter:
     """A sink for :func:`ddpm_lens.analysis.stream.run_stream`; call :meth:`close` at the end."""
 
-    def __init__(self, out: Path, plan: Plan, timings: Timings, *, workers: int | None = None):
+    def __init__(
+        self, out: Path, plan: Plan, timings: Timings, *, run_id: str = "", workers: int | None = None
+    ):
         self.out, self.plan, self.timings = out, plan, timings
+        self.text = {RUN_ID_KEY: run_id} if run_id else None  # stamped into every PNG
         self.pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
         self.lock = threading.Lock()
-        self.written = 0
+        self.paths: list[str] = []  # relative paths written, in completion order
         self._pending: list = []  # the previous chunk's figures
+
+    @property
+    def written(self) -> int:
+        return len(self.paths)
 
     def __call__(self, chunk: Chunk) -> None:
         """Wait for the previous chunk's figures, then queue this chunk's."""
@@ -53,12 +61,12 @@ class FigureWriter:
         tic = time.perf_counter()
         array, pal = make()
         mid = time.perf_counter()
-        png.write_png(self.out / rel, array, palette=pal)
+        png.write_png(self.out / rel, array, palette=pal, text=self.text)
         toc = time.perf_counter()
         self.timings.add("render", mid - tic)
         self.timings.add("write", toc - mid)
         with self.lock:
-            self.written += 1
+            self.paths.append(rel)
 
     def _jobs(self, chunk: Chunk) -> list:
         plan = self.plan

@@ -1,5 +1,6 @@
 """``manifest.json``: what is needed to trace and regenerate a run (command, options,
-versions, seeds, checkpoint hashes, configs, timings)."""
+versions, seeds, checkpoint hashes, configs, timings), and whether the run is complete
+(``status``, ``run_id``, ``files``: see :mod:`ddpm_lens.output.run_status`)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,23 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def build_manifest(plan: Plan, *, argv: list[str], timings: Timings) -> dict:
+def build_manifest(
+    plan: Plan,
+    *,
+    argv: list[str],
+    timings: Timings,
+    run_id: str,
+    status: str = "running",
+    files: list[str] | None = None,
+) -> dict:
+    """The manifest; ``status`` "running" until the run's last file is written, then
+    "complete" with ``files``, every file the run wrote (relative paths)."""
     import torch
 
     opts = plan.options
     return {
+        "status": status,
+        "run_id": run_id,
         "command": "ddpm-lens " + shlex.join(argv),
         "argv": list(argv),
         "version": __version__,
@@ -55,6 +68,7 @@ def build_manifest(plan: Plan, *, argv: list[str], timings: Timings) -> dict:
         "match_channels": opts.match_channels,
         "options": opts.to_dict(),
         "timings_s": timings.as_dict(),
+        **({"files": files} if files is not None else {}),
     }
 
 

@@ -1,7 +1,8 @@
 """PNG files from uint8 arrays: a minimal encoder and an atomic writer.
 
-Greyscale, RGB, RGBA and palette (indexed-colour) images; every row unfiltered, one IDAT.
-Only :func:`write_png` touches the disk.
+Greyscale, RGB, RGBA and palette (indexed-colour) images; every row unfiltered, one IDAT;
+optional ``tEXt`` chunks (the visualizer stamps each figure with its run id). Only
+:func:`write_png` and :func:`read_png_text` touch the disk.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ except ImportError:  # pragma: no cover - zlib-ng is a dependency; a source chec
     _deflate = zlib.compress
 
 
-def encode_png(array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None) -> bytes:
+def encode_png(
+    array: np.ndarray,
+    *,
+    compress_level: int = 1,
+    palette: np.ndarray | None = None,
+    text: dict[str, str] | None = None,
+) -> bytes:
     """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array; (H, W) with a (n <= 256, 3) uint8
-    ``palette`` is an indexed-colour PNG, else greyscale.
+    ``palette`` is an indexed-colour PNG, else greyscale. ``text``: Latin-1 keyword -> value
+    pairs, written as ``tEXt`` chunks before the image data.
 
     A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
     PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
@@ -50,14 +58,41 @@ def encode_png(array: np.ndarray, *, compress_level: int = 1, palette: np.ndarra
     header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
     if palette is not None:
         header += chunk(b"PLTE", np.asarray(palette, dtype=np.uint8).tobytes())
+    for key, value in (text or {}).items():
+        header += chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
     idat = chunk(b"IDAT", _deflate(raw.tobytes(), compress_level))
     return b"\x89PNG\r\n\x1a\n" + header + idat + chunk(b"IEND", b"")
 
 
 def write_png(
-    path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 1, palette: np.ndarray | None = None
+    path: str | os.PathLike,
+    array: np.ndarray,
+    *,
+    compress_level: int = 1,
+    palette: np.ndarray | None = None,
+    text: dict[str, str] | None = None,
 ) -> None:
     """Write ``array`` as a PNG at ``path`` atomically: a crash leaves the old file or the new
     one, never half of one. The folder must exist. Not fsynced: a figure can be redrawn.
     """
-    write_bytes(path, encode_png(array, compress_level=compress_level, palette=palette), fsync=False)
+    data = encode_png(array, compress_level=compress_level, palette=palette, text=text)
+    write_bytes(path, data, fsync=False)
+
+
+def read_png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The ``tEXt`` chunks of a PNG file before its image data (only those bytes are read);
+    {} for a file that is not a PNG."""
+    out = {}
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return out
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack(">I", head[:4])[0], head[4:]
+            if kind in (b"IDAT", b"IEND"):
+                break
+            data = f.read(length)
+            f.seek(4, os.SEEK_CUR)  # CRC
+            if kind == b"tEXt" and b"\0" in data:
+                key, value = data.split(b"\0", 1)
+                out[key.decode("latin-1")] = value.decode("latin-1")
+    return out

@@ -29,6 +29,7 @@ from ddpm_lens.analysis.summary import CONFIDENCE, EDGE_LAYERS, TEST_NAME, hypot
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.report_page import json_safe, page_context, render_page
 from ddpm_lens.output.report_plots import write_plots
+from ddpm_lens.output.run_status import check_finished, check_one_run
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
 
@@ -46,7 +47,7 @@ def build_report(
     out = Path(out_dir)
     if not out.is_dir():
         raise UserError(f"OUT {out} is not a folder: pass the --output_dir of ddpm-lens visualize")
-    stats = read_stats(out)
+    stats = _read_whole_run(out)
     cka = _read_optional(out / "cka.json", want_rows=True)
     manifest = _read_optional(out / "manifest.json", want_rows=False)
     rows = stats["rows"]
@@ -96,6 +97,14 @@ def build_report(
     )
     written["index.html"] = _write(out / "index.html", render_page(context))
     return written
+
+
+def _read_whole_run(out: Path) -> dict:
+    """stats.json of ``out`` once the folder holds one finished run and nothing of another."""
+    manifest = check_finished(out)
+    stats = read_stats(out)
+    check_one_run(out, manifest, stats)
+    return stats
 
 
 def read_stats(out: Path) -> dict:

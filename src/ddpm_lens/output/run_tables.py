@@ -39,20 +39,22 @@ def add_figure_paths(rows: list[dict], num_samples: int) -> None:
         )
 
 
-def write_stats(out: Path, plan: Plan, rows: list[dict]) -> None:
+def write_stats(out: Path, plan: Plan, rows: list[dict], *, run_id: str | None = None) -> None:
     columns = ["sample", "condition", "t", "layer", "model", "shape", *row_columns(), "shown_channels"]
     if any("matched_corr" in r for r in rows):
         columns += ["matched_corr", "matched_channels"]
     columns.append("figure")
     write_text(out / "stats.csv", csv_text(rows, columns))
-    write_text(out / "stats.json", json.dumps({**stats_meta(plan), "rows": rows}, allow_nan=True) + "\n")
+    document = {**stats_meta(plan), **({"run_id": run_id} if run_id else {}), "rows": rows}
+    write_text(out / "stats.json", json.dumps(document, allow_nan=True) + "\n")
 
 
-def write_cka(out: Path, cka: list[dict]) -> None:
+def write_cka(out: Path, cka: list[dict], *, run_id: str | None = None) -> None:
     write_text(out / "cka.csv", csv_text(cka, CKA_COLUMNS))
     document = {
         "estimator": "linear CKA; debiased = unbiased HSIC (Song et al. 2012), "
         "biased = Kornblith et al. 2019",
+        **({"run_id": run_id} if run_id else {}),
         "rows": cka,
     }
     write_text(out / "cka.json", json.dumps(document, allow_nan=True) + "\n")

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ddpm_lens.util.errors import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
@@ -16,7 +18,8 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     The rename makes the write atomic against crashes of the process; ``fsync`` also makes
     it durable against power loss (checkpoints want that; figures that can be redrawn don't).
 
-    On any exception the temp file is removed and ``path`` is untouched::
+    On any exception the temp file is removed and ``path`` is untouched; an ``OSError`` that
+    names no file (a full disk during ``write``) is given ``path`` as its ``filename``::
 
         with atomic_path("out/figure.png") as tmp:
             image.save(tmp, format="PNG")
@@ -32,9 +35,11 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            exc.filename = str(path)
         raise
 
 
@@ -45,6 +50,25 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> 
 
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def check_writable(folder: str | os.PathLike, *, flag: str) -> Path:
+    """Create ``folder`` if needed and make sure a file can be written in it, before any work.
+
+    A read-only file system (EROFS), a folder without write permission (EACCES, EPERM) or a
+    path through a file is a one-line :class:`UserError` naming ``flag`` and the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".ddpm-lens-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to {flag} {folder}: {exc.strerror or exc}; pass a folder you can write to"
+        ) from None
+    return folder
 
 
 def _umask() -> int:

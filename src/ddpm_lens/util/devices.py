@@ -6,18 +6,24 @@ import torch
 
 from ddpm_lens.util.errors import UserError, warn
 
+VALID = "auto, cpu, cuda or cuda:N"  # the kinds every command runs on
+
 
 def pick_device(requested: str = "auto", *, fallback: bool = True) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda[:N]`` without CUDA -> cpu with a warning.
 
     With ``fallback=False`` a missing CUDA device is a UserError instead (training wants that).
+    Any other kind (``mps``, ``xpu``, ``meta``, a typo) is a UserError listing the valid ones:
+    the UNet and the samplers are tested on the CPU and CUDA only.
     """
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(requested)
-    except RuntimeError:
-        raise UserError(f"unknown device '{requested}': use auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device '{requested}': use {VALID}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device '{requested}' is not supported ({device.type} devices are not): use {VALID}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             if not fallback:

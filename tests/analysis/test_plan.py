@@ -1,0 +1,79 @@
+"""build_plan reports every problem with the second model or the data before any heavy work:
+no weights copied into a model (core.checkpoint.model_from_weights), no forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ddpm_lens.analysis.model_pair as model_pair
+import ddpm_lens.analysis.stream as stream
+import ddpm_lens.core.checkpoint as checkpoint
+from ddpm_lens.analysis.options import VisualizeOptions
+from ddpm_lens.analysis.plan import build_plan
+from ddpm_lens.util.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def heavy_work(monkeypatch):
+    """Records each model built with weights and each forward pass."""
+    calls = []
+    real_build, real_forward = checkpoint.model_from_weights, stream.forward_layers
+
+    def build(*args, **kwargs):
+        calls.append("model_from_weights")
+        return real_build(*args, **kwargs)
+
+    def forward(*args, **kwargs):
+        calls.append("forward_layers")
+        return real_forward(*args, **kwargs)
+
+    for module in (checkpoint, model_pair):
+        if hasattr(module, "model_from_weights"):
+            monkeypatch.setattr(module, "model_from_weights", build)
+    monkeypatch.setattr(stream, "forward_layers", forward)
+    return calls
+
+
+def _options(tiny_pair, **overrides):
+    base = {"baseline_ckpt": str(tiny_pair[0]), "curriculum_ckpt": str(tiny_pair[1]), "device": "cpu"}
+    return VisualizeOptions(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-second", "not found"),
+        ("random-second", "truncated or not a PyTorch checkpoint"),
+        ("second-does-not-fit", "does not fit"),
+        ("missing-data", "CelebA not found"),
+        ("data-not-used", "reads no folder"),
+    ],
+)
+def test_second_model_and_data_errors_come_before_any_weights_load(
+    tmp_path, tiny_pair, heavy_work, case, message
+):
+    overrides = {}
+    if case == "missing-second":
+        overrides["curriculum_ckpt"] = str(tmp_path / "nope.pt")
+    elif case == "random-second":
+        (tmp_path / "random.pt").write_bytes(b"\x80\x02" + bytes(range(256)) * 4)
+        overrides["curriculum_ckpt"] = str(tmp_path / "random.pt")
+    elif case == "second-does-not-fit":
+        overrides["config_curriculum"] = str(ROOT / "configs/celeba.json")
+    elif case == "missing-data":
+        overrides.update(dataset="celeba", data_dir=str(tmp_path / "no-celeba-here"))
+    elif case == "data-not-used":
+        overrides["data_dir"] = str(tmp_path)
+    with pytest.raises(UserError, match=message):
+        build_plan(_options(tiny_pair, **overrides))
+    assert heavy_work == []
+
+
+def test_a_good_request_loads_both_models_once(tiny_pair, heavy_work):
+    plan = build_plan(_options(tiny_pair, dataset="synthetic-faces", num_samples=1))
+    assert [m.model is not None for m in plan.models] == [True, True]
+    assert heavy_work == ["model_from_weights", "model_from_weights"]
