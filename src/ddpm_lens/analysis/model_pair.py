@@ -57,6 +57,9 @@ class LoadedModel:
             "config": self.config.source,
             "epoch": self.weights.epoch,
             "weights": self.weights.description,
+            "curriculum_stage": self.weights.curriculum_stage,  # the study's key: 0-based, -1 without
+            "stage_name": self.weights.stage_name,
+            "saved": self.weights.timestamp,
         }
 
 
@@ -80,7 +83,7 @@ def open_pair(
         if config is not None and looks_loadable(ckpt):
             cfg = load_config(config)
             with torch.device("meta"):
-                structure = build_unet(cfg.model)
+                structure = build_unet(cfg.model, sparsity=cfg.sparsity)
             loaded = None
         else:
             model, weights, cfg = _load(ckpt, config, use_ema, device, timings)
