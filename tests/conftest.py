@@ -92,3 +92,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723"):
+    """A checkpoint in the layout of the study's CurriculumTrainer (sun-messi/curriculum-sparse-reg):
+    ``model`` (with a CS model's three mask buffers: a partial mask, a non-zero accumulator),
+    ``ema.shadow`` holding parameters only and differing from ``model``, ``optimizer``,
+    ``scheduler``, ``curriculum_stage``, ``curriculum_config`` (the config's section, or
+    ``{"stages": []}``), ``timestamp``, ``epoch``, ``loss``; no ``config`` of ddpm-lens'."""
+    from ddpm_lens.core.config import load_config
+
+    cfg = load_config(ROOT / config)
+    torch.manual_seed(seed)
+    model = perturb(build_unet(cfg.model, sparsity=cfg.sparsity, mask_seed=seed), seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    shadow = {k: p.detach() + 0.02 * torch.randn(p.shape, generator=g) for k, p in model.named_parameters()}
+    state = model.state_dict()
+    if cfg.sparsity is not None:
+        state["channel_grad_accum"] = torch.rand(state["channel_mask"].shape, generator=g)
+        state["channel_birth_stage"] = state["channel_mask"].long() * stage
+    section = cfg.to_dict().get("curriculum", {"stages": []})
+    torch.save(
+        {
+            "model": state,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 2e-5, "params": list(range(len(shadow)))}]},
+            "ema": {"decay": 0.9999, "shadow": shadow, "num_updates": 99},
+            "scheduler": {"last_epoch": 100, "base_lrs": [2e-5]},
+            "curriculum_stage": stage if cfg.curriculum is not None else -1,
+            "curriculum_config": section,
+            "timestamp": timestamp,
+            "epoch": 3,
+            "loss": 0.03,
+        },
+        path,
+    )
+    return path

@@ -1,12 +1,14 @@
 import numpy as np
 import pytest
 import torch
-from scipy.stats import chisquare
+from scipy.stats import beta as beta_dist
+from scipy.stats import chisquare, kstest
 
-from ddpm_lens.core.config import CurriculumConfig, DiffusionConfig, load_config
+from ddpm_lens.core.config import CurriculumConfig, DiffusionConfig, Stage, load_config
 from ddpm_lens.core.schedules import get_beta_schedule, log_snr
 from ddpm_lens.train.timesteps import (
     ClusterSampler,
+    StageSampler,
     TmaxSampler,
     UniformSampler,
     build_timestep_sampler,
@@ -209,3 +211,50 @@ def test_registry_builds_from_configs():
     bad = CurriculumConfig(kind="sqrt")
     with pytest.raises(UserError, match="valid: uniform, clusters, tmax"):
         build_timestep_sampler(DIFF, bad, alphas_cumprod=ALPHAS_BAR)
+
+
+# the study's staged curriculum --------------------------------------------------------------
+def stages(mode="hard", *specs):
+    return CurriculumConfig(kind="stages", mode=mode, stages=tuple(Stage(**s) for s in specs))
+
+
+def test_hard_stages_follow_the_epoch_and_draw_uniformly_from_the_studys_range():
+    c = stages(
+        "hard", {"t_min": 0.3, "epochs": 2}, {"t_min": 0.07, "epochs": 1}, {"t_min": 0.0, "t_max": 0.5}
+    )
+    s = build_timestep_sampler(DIFF, c, alphas_cumprod=ALPHAS_BAR)
+    assert isinstance(s, StageSampler) and s.stage == -1 and s.t_range == (0, T)
+    ranges = []
+    for epoch in range(5):
+        s.begin_epoch(epoch)
+        ranges.append((s.stage, s.t_range))
+    assert ranges == [(0, (300, T)), (0, (300, T)), (1, (70, T)), (2, (0, 500)), (2, (0, 500))]
+    s.begin_epoch(1)
+    t = draws(s, 100_000)
+    assert t.min() == 300 and t.max() == T - 1 and chi2_pvalue(t, 300, T) > 0.01
+    state = s.state_dict()
+    again = StageSampler(timesteps=T, curriculum=c)
+    again.load_state_dict(state)
+    assert (again.stage, again.t_range) == (0, (300, T))
+
+
+@pytest.mark.parametrize(("a", "b"), [(2.0, 5.0), (5.0, 1.5), (0.5, 0.5)])
+def test_soft_stages_draw_floor_beta_times_t_minus_one(a, b):
+    s = StageSampler(timesteps=T, curriculum=stages("soft", {"alpha": a, "beta": b}))
+    s.begin_epoch(0)
+    assert s.t_range == (0, T)
+    t = draws(s, 20_000, seed=3)
+    assert t.dtype == torch.int64 and t.min() >= 0 and t.max() <= T - 2  # floor(s (T - 1)), s < 1
+    # (t + u) / (T - 1), u ~ U[0, 1), has the Beta CDF at every bin edge: a KS test of the draws
+    u = torch.rand(len(t), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    s01 = (t.double() + u) / (T - 1)
+    assert kstest(s01.numpy(), beta_dist(a, b).cdf).pvalue > 0.01
+    if a != b:  # the test has the power to see alpha and beta swapped
+        assert kstest(s01.numpy(), beta_dist(b, a).cdf).pvalue < 1e-6
+
+
+def test_soft_stage_with_alpha_beta_one_is_uniform_on_all_timesteps():
+    s = StageSampler(timesteps=T, curriculum=stages("soft", {"alpha": 1.0, "beta": 1.0}))
+    s.begin_epoch(0)
+    t = draws(s, 200_000)
+    assert t.max() == T - 1 and chi2_pvalue(t, 0, T) > 0.01  # randint(0, T), as the study's sampler

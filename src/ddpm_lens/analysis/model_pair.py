@@ -61,6 +61,9 @@ class LoadedModel:
             "config": self.config.source,
             "epoch": self.weights.epoch,
             "weights": self.weights.description,
+            "curriculum_stage": self.weights.curriculum_stage,  # the study's key: 0-based, -1 without
+            "stage_name": self.weights.stage_name,
+            "saved": self.weights.timestamp,
         }
 
 
@@ -85,7 +88,7 @@ def open_pair(
         weights = load_weights(ckpt, use_ema=use_ema)
         cfg = resolve_config(config, weights)
         with torch.device("meta"):
-            structure = build_unet(cfg.model)
+            structure = build_unet(cfg.model, sparsity=cfg.sparsity)
         check_fit(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         timings.add("load", time.perf_counter() - tic)
         out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights))

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ddpm_lens.core.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
+    from ddpm_lens.core.sparse_unet import check_mask_buffers
     from ddpm_lens.core.unet import build_unet
     from ddpm_lens.util.errors import UserError
 
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         with torch.device("meta"):
-            check_fit(build_unet(cfg.model), weights.state_dict, ckpt=args.ckpt, config=cfg.source)
+            model = build_unet(cfg.model, sparsity=cfg.sparsity)
+        check_mask_buffers(model, weights.state_dict, ckpt=args.ckpt, config=cfg.source)
+        check_fit(model, weights.state_dict, ckpt=args.ckpt, config=cfg.source)
     export_safetensors(weights, args.output, config=cfg.to_dict() if cfg is not None else None)
     print(f"wrote {weights.description} of {args.ckpt} to {args.output}")
     return 0

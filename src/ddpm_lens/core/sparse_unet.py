@@ -67,9 +67,10 @@ def check_mask_buffers(model: UNet, state_dict: dict[str, torch.Tensor], *, ckpt
     """A one-line UserError naming the mask buffer when ``state_dict`` and ``model`` disagree on it:
     a CS model needs all three buffers with one entry per bottleneck channel; a plain model none."""
     if not isinstance(model, SparseUNet):
-        if "channel_mask" in state_dict:
+        present = [k for k in MASK_BUFFERS if k in state_dict]
+        if present:
             raise UserError(
-                f"checkpoint {ckpt} carries a CS channel mask ('channel_mask') but config {config} has no "
+                f"checkpoint {ckpt} carries a CS mask buffer ('{present[0]}') but config {config} has no "
                 "enabled 'sparsity' section: pass the CS run's config (e.g. configs/celeba64_cs.json)"
             )
         return

@@ -15,6 +15,29 @@ def measured_shapes(rows: list[dict], layers: list[str]) -> dict[str, dict[str, 
     return shapes
 
 
+def stage_cell(d: dict) -> str:
+    """``curriculum_stage`` as the run README shows it: 1-based with its name, "none", or "—"."""
+    stage = d.get("curriculum_stage")
+    if stage is None:
+        return "—"
+    return "none" if stage < 0 else f"{stage + 1} ({d.get('stage_name')})"
+
+
+def seed_table_note(shapes: dict[str, dict[str, list[int]]]) -> list[str]:
+    """One line on where the seed document's hand-written layer table differs from what is measured."""
+    taps = [f"encoder_level_{i}" for i in range(4)] + ["bottleneck"]
+    if not all(shapes.get(n, {}).get("baseline") for n in taps):
+        return []
+    sizes = [shapes[n]["baseline"][1] for n in taps]
+    return [
+        "",
+        "The study's hand-written table lists `encoder_level_0..3` at 64/32/16/8 px and a 4×4 bottleneck; "
+        "its extractor, like this one, taps the last module of each down level (the downsample where the "
+        f"level has one), which measures {'/'.join(map(str, sizes[:4]))} px and {sizes[4]}×{sizes[4]} here "
+        "(32/16/8/8 and 8×8 for CelebA-64; `--layers blocks` gives the blocks before each downsample).",
+    ]
+
+
 def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -> str:
     """The run's own README, in the spirit of the study's document, with measured facts."""
     labels = [m.label for m in plan.models]
@@ -30,14 +53,14 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
         "",
         "## Models",
         "",
-        "| panel | checkpoint | epoch | weights | config | SHA-256 |",
-        "|---|---|---|---|---|---|",
+        "| panel | checkpoint | epoch | curriculum stage | weights | config | SHA-256 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in plan.models:
         d = m.describe()
         lines.append(
-            f"| {d['label']} | `{d['checkpoint']}` | {d['epoch']} | {d['weights']} | `{d['config']}` | "
-            f"`{d['sha256'][:16]}…` |"
+            f"| {d['label']} | `{d['checkpoint']}` | {d['epoch']} | {stage_cell(d)} | {d['weights']} | "
+            f"`{d['config']}` | `{d['sha256'][:16]}…` |"
         )
     comparisons = opts.num_samples * len(conds) * len(plan.layers)
     lines += [
@@ -73,14 +96,7 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
             "The two models' layer shapes differ; figures still show each model's own maps, and CKA is "
             "skipped where spatial sizes differ.",
         ]
-    if "bottleneck" in shapes and shapes["bottleneck"].get("baseline", [0, 0, 0])[1:] != [4, 4]:
-        h = shapes["bottleneck"]["baseline"][1]
-        lines += [
-            "",
-            f"Note: the bottleneck (the UNet's middle block) runs at {h}×{h} here. With four "
-            "resolution levels ddpm-torch downsamples only three times, so the 4×4 that the original "
-            "study's table lists is not what these models compute.",
-        ]
+    lines += seed_table_note(shapes)
     lines += [
         "",
         "## How to read the figures",

@@ -80,7 +80,8 @@ class StudyModes:
         return regrow_channels(self.sparse, target, stage, method=method, generator=generator)
 
     def epoch_row(self, epoch: int, stage: int, t_range: tuple[int, int], regrown: int) -> tuple:
-        """One row of ``epoch_log.csv`` (EPOCH_LOG_FIELDS) for 1-based ``epoch``."""
+        """One row of ``epoch_log.csv`` (EPOCH_LOG_FIELDS) for 1-based ``epoch``; stage -1: no stages."""
+        stage = stage if self.stages else -1
         name = self.cfg.curriculum.stage_name(stage) if stage >= 0 else ""
         active = self.sparse.active_channels if self.sparse is not None else ""
         return (epoch, stage, name, *t_range, active, regrown, self.lam(stage))

@@ -30,13 +30,11 @@ Files, written by rank 0 only, under ``run_dir`` = ``<chkpt_dir>/<name>``:
   TensorBoard scalars in ``tensorboard/`` when ``torch.utils.tensorboard`` imports.
 - ``epoch_log.csv``, with the study's staged curriculum, CS or CR: one row per epoch (stage,
   its name, t-range, active channels, channels regrown, lambda), also printed.
-- ``samples_<epoch>.png`` every ``image_intv`` epochs and at the end (``num_samples`` 0: never):
-  ``num_samples`` images from the EMA weights, DDIM with 50 steps and eta 0, from noise seeded
-  with ``train.seed``.
+- ``samples_<epoch>.png`` every ``image_intv`` epochs and at the end (never if ``num_samples``
+  is 0): EMA samples, DDIM with 50 steps and eta 0, from noise seeded with ``train.seed``.
 
-The study's modes (configs in its schema, :mod:`ddpm_lens.train.study_modes`): with its staged
-curriculum the run lasts the stages' epochs, overriding ``train.epochs``; CS trains its
-SparseUNet, regrowing the mask at each stage change; CR adds the group-L1 penalty.
+The study's modes (:mod:`ddpm_lens.train.study_modes`): its staged curriculum sets the run's
+epochs; CS regrows the SparseUNet's mask at stage changes; CR adds the group-L1 penalty.
 
 Losses stay on the device and are read once every ``log_every`` steps (no per-step host sync,
 except that adaptive curriculum pacing reads every step's loss). A NaN/inf loss stops the run
@@ -179,8 +177,7 @@ class Trainer:
             torch.manual_seed(step_seed(tc.seed, step, 1 + rank))
         lr = self.optimizer.param_groups[0]["lr"]
         stage, (t_lo, t_hi) = self.sampler.stage, self.sampler.t_range
-        total = torch.zeros((), device=self.device)
-        mse_total, reg_total = total.clone(), total.clone()
+        sums = torch.zeros(3, device=self.device)  # loss, MSE and CR penalty over the micro-batches
         last = len(micro_batches) - 1
         for i, x in enumerate(micro_batches):
             x = x.to(self.device, non_blocking=True)  # (b, C, H, W)
@@ -202,10 +199,8 @@ class Trainer:
                 loss = mse if reg is None else mse + reg / b  # the study divides by the process's batch
                 scaled = loss / len(micro_batches)
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            total += loss.detach()
-            mse_total += mse.detach()
-            if reg is not None:
-                reg_total += reg.detach()
+            reg = sums.new_zeros(()) if reg is None else reg
+            sums += torch.stack([loss.float(), mse.float(), reg.float()]).detach()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         self.modes.after_backward()  # CS: masked channels collect |grad| (before clipping)
@@ -220,12 +215,10 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update()
-        n = len(micro_batches)
-        mean_loss = mean_over_ranks(total / n, self.dist)
-        self.sampler.update(step, mean_loss)
+        loss, mse, reg = mean_over_ranks(sums / len(micro_batches), self.dist)
+        self.sampler.update(step, loss)
         self.step += 1
-        mse_mean = mean_over_ranks(mse_total / n, self.dist) if self.modes.reg else mean_loss
-        return StepRecord(step, mean_loss, lr, stage, t_lo, t_hi, mse_mean, reg_total / n)
+        return StepRecord(step, loss, lr, stage, t_lo, t_hi, mse, reg)
 
     def _autocast(self):
         if self._amp_dtype is None:
@@ -281,14 +274,15 @@ class Trainer:
                 total_steps=total,
                 progress=self.progress,
                 desc=self.name,
-                start_epoch=self.step // steps_per_epoch + 1,
+                start_epoch=math.ceil(self.step / steps_per_epoch) + 1,  # keeps a resumed epoch's row
                 epoch_log=self.modes.active,
             )
         pending: list[StepRecord] = []
         grids = tc.image_intv > 0 and tc.num_samples > 0
         try:
             while self.step < total:
-                self._begin_epoch(self.step // steps_per_epoch, log, epochs)
+                epoch_start = self.step % steps_per_epoch == 0
+                self._begin_epoch(self.step // steps_per_epoch, log if epoch_start else None, epochs)
                 batches.set_epoch(
                     self.step // steps_per_epoch, start=(self.step % steps_per_epoch) * tc.num_accum
                 )
@@ -318,7 +312,8 @@ class Trainer:
         return self.last_checkpoint
 
     def _begin_epoch(self, epoch: int, log: RunLog | None, epochs: int) -> None:
-        """The stage of 0-based ``epoch``; on a change, the CS mask regrows. Logged when resuming too."""
+        """The stage of 0-based ``epoch``; on a change, the CS mask regrows. Logged to ``log`` (None
+        when resuming inside the epoch, whose row the log has)."""
         before = self.sampler.stage
         self.sampler.begin_epoch(epoch)
         stage = self.sampler.stage
