@@ -92,3 +92,30 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ---- a stand-in for the FID feature network (sample-quality tests) ---------------------------
+class FakeFeatures:
+    """What the Inception network offers, cheaply: 8-bit images pooled to 4x4, a fixed random
+    projection to 32-d and a ReLU. Counts the images it has seen."""
+
+    dims = 32
+
+    def __init__(self, seed: int = 0, sha1: str = "fake-weights"):
+        self.proj = torch.randn(48, self.dims, generator=torch.Generator().manual_seed(seed))
+        self.weights_sha1 = sha1
+        self.seen = 0
+
+    def __call__(self, images):
+        self.seen += images.shape[0]
+        levels = ((images.float() + 1) * 127.5).round() / 255
+        pooled = torch.nn.functional.adaptive_avg_pool2d(levels, 4).flatten(1)  # (B, 48)
+        return torch.relu(pooled @ self.proj).numpy()
+
+    def describe(self):
+        return {"network": "fake", "dims": self.dims, "weights_sha1": self.weights_sha1}
+
+
+@pytest.fixture
+def fake_network():
+    return FakeFeatures()

@@ -23,6 +23,8 @@ features normally are the 2048-d Inception pool features of
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -56,10 +58,13 @@ def frechet_distance(
             f"mismatched statistics: means {mu_a.shape} and {mu_b.shape}, "
             f"covariances {sigma_a.shape} and {sigma_b.shape}"
         )
-    covmean = linalg.sqrtm(sigma_a @ sigma_b)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma_a.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+    with warnings.catch_warnings():
+        # singular for fewer images than dimensions; what matters is checked below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma_a @ sigma_b)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma_a.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
     if np.iscomplexobj(covmean):
         imag = np.abs(np.diagonal(covmean).imag).max()
         if imag > IMAG_TOLERANCE:
