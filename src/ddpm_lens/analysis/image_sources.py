@@ -151,9 +151,18 @@ def _checkpoint_source(spec, *, num, config, use_ema, steps, seed, device) -> Im
 
     device = torch.device(device)
     model, weights, cfg = load_checkpoint(config, spec, use_ema=use_ema, device=device)
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
+    source = sampled_source(model, diffusion, cfg, num=num, steps=steps, seed=seed, device=device, spec=spec)
+    source.description.update(weights=weights.which, epoch=weights.epoch)
+    return source
+
+
+def sampled_source(
+    model, diffusion, cfg, *, num: int, steps: int, seed: int, device, spec: str
+) -> ImageSource:
+    """A loaded model's DDIM samples (eta 0): image ``i`` starts from :func:`sample_noise` (seed, i)."""
     if not 1 <= steps <= cfg.diffusion.timesteps:
         raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {steps}")
-    diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
     res, channels = cfg.dataset.resolution, cfg.model.in_channels
 
     def read(idx: list[int]) -> torch.Tensor:
@@ -163,23 +172,15 @@ def _checkpoint_source(spec, *, num, config, use_ema, steps, seed, device) -> Im
         )
         return x.cpu()
 
-    return ImageSource(
-        spec,
-        "checkpoint",
-        num,
-        res,
-        read=read,
-        description={
-            "kind": "checkpoint",
-            "path": str(Path(spec).resolve()),
-            "weights": weights.which,
-            "epoch": weights.epoch,
-            "sampler": f"DDIM, {steps} steps, eta 0, uniform spacing",
-            "seed": seed,
-            "n": num,
-            "resolution": res,
-        },
-    )
+    description = {
+        "kind": "checkpoint",
+        "path": str(Path(spec).resolve()),
+        "sampler": f"DDIM, {steps} steps, eta 0, uniform spacing",
+        "seed": seed,
+        "n": num,
+        "resolution": res,
+    }
+    return ImageSource(spec, "checkpoint", num, res, read=read, description=description)
 
 
 def sample_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:

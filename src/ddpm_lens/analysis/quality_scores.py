@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ddpm_lens.analysis import reference_cache
 from ddpm_lens.analysis.image_sources import ImageSource
+from ddpm_lens.analysis.rank_split import from_rank0, gather, my_share, world
 from ddpm_lens.analysis.sample_quality import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
@@ -67,13 +68,12 @@ def source_features(
     key = None
     if source.cache_key is not None and cache_dir is not None:
         key = {**source.cache_key, "network": network.describe()}
-        cached = _agreed(reference_cache.load_cached(cache_dir, key), dist)
+        cached = from_rank0(reference_cache.load_cached(cache_dir, key), dist)
         if cached is not None:
             return FeatureSet(
                 cached["features"], cached["mu"], cached["sigma"], source.description, cached=True
             )
-    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    mine = np.array_split(np.arange(source.n), world)[rank]
+    mine = my_share(source.n, dist)
     chunks, images_s, features_s = [], 0.0, 0.0
     verb = "sampling + features" if source.kind == "checkpoint" else "features"
     bar = tqdm(
@@ -89,10 +89,11 @@ def source_features(
         bar.update(x.shape[0])
     bar.close()
     features = np.concatenate(chunks) if chunks else np.zeros((0, network.dims), np.float32)
-    if world > 1:
-        features, images_s, features_s = _gather(features, images_s, features_s)
+    shares = gather((features, images_s, features_s), dist)  # in rank order = index order
+    features = np.concatenate([f for f, _, _ in shares])
+    images_s, features_s = max(s[1] for s in shares), max(s[2] for s in shares)  # the slowest process
     mu, sigma = feature_statistics(features)
-    if key is not None and rank == 0:
+    if key is not None and world(dist)[0] == 0:
         reference_cache.store(cache_dir, key, features=features, mu=mu, sigma=sigma)
     return FeatureSet(features, mu, sigma, source.description, images_s=images_s, features_s=features_s)
 
@@ -126,30 +127,6 @@ def compare_feature_sets(
         "n_b": b.n,
         "metrics_s": time.perf_counter() - tic,
     }
-
-
-def _agreed(cached, dist):
-    """Rank 0's cache result on every process (they must all compute, or none)."""
-    if dist is None or dist.world_size == 1:
-        return cached
-    import torch.distributed as tdist
-
-    box = [cached if dist.rank == 0 else None]
-    tdist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(features: np.ndarray, images_s: float, features_s: float):
-    """Every process's share, concatenated in rank order (= index order); the slowest process's times."""
-    import torch.distributed as tdist
-
-    shares = [None] * tdist.get_world_size()
-    tdist.all_gather_object(shares, (features, images_s, features_s))
-    return (
-        np.concatenate([s[0] for s in shares]),
-        max(s[1] for s in shares),
-        max(s[2] for s in shares),
-    )
 
 
 def _short(spec: str, width: int = 40) -> str:
