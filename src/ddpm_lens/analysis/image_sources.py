@@ -146,11 +146,14 @@ def _folder_source(spec, *, num, resolution) -> ImageSource:
 
 
 def _checkpoint_source(spec, *, num, config, use_ema, steps, seed, device) -> ImageSource:
+    from ddpm_lens.analysis.model_pair import layout
     from ddpm_lens.core.checkpoint import load_checkpoint
     from ddpm_lens.core.diffusion import GaussianDiffusion
 
     device = torch.device(device)
-    model, weights, cfg = load_checkpoint(config, spec, use_ema=use_ema, device=device)
+    model, weights, cfg = load_checkpoint(
+        config, spec, use_ema=use_ema, device=device, memory_format=layout(device)
+    )
     diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
     source = sampled_source(model, diffusion, cfg, num=num, steps=steps, seed=seed, device=device, spec=spec)
     source.description.update(weights=weights.which, epoch=weights.epoch)
@@ -160,13 +163,19 @@ def _checkpoint_source(spec, *, num, config, use_ema, steps, seed, device) -> Im
 def sampled_source(
     model, diffusion, cfg, *, num: int, steps: int, seed: int, device, spec: str
 ) -> ImageSource:
-    """A loaded model's DDIM samples (eta 0): image ``i`` starts from :func:`sample_noise` (seed, i)."""
+    """A loaded model's DDIM samples (eta 0): image ``i`` starts from :func:`sample_noise` (seed, i).
+
+    Inputs go in the memory layout of ``model_pair.layout`` (NHWC on the CPU), as the model's weights should.
+    """
+    from ddpm_lens.analysis.model_pair import layout
+
     if not 1 <= steps <= cfg.diffusion.timesteps:
         raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {steps}")
     res, channels = cfg.dataset.resolution, cfg.model.in_channels
 
     def read(idx: list[int]) -> torch.Tensor:
         noise = torch.stack([sample_noise(seed, i, (channels, res, res)) for i in idx]).to(device)
+        noise = noise.contiguous(memory_format=layout(torch.device(device)))
         x = diffusion.sample(
             model, tuple(noise.shape), sampler="ddim", steps=steps, noise=noise, device=device
         )

@@ -67,6 +67,7 @@ def evaluate_runs(
     dist=None,
     progress: bool = True,
 ) -> Evaluation:
+    from ddpm_lens.analysis.model_pair import layout
     from ddpm_lens.core.checkpoint import load_checkpoint
     from ddpm_lens.core.diffusion import GaussianDiffusion
 
@@ -81,7 +82,9 @@ def evaluate_runs(
     for run, ckpt in bar:
         bar.set_postfix_str(f"{run.name}/{ckpt.name}", refresh=False)
         tic = time.perf_counter()
-        model, weights, cfg = load_checkpoint(run.config, ckpt, use_ema=use_ema, device=device)
+        model, weights, cfg = load_checkpoint(
+            run.config, ckpt, use_ema=use_ema, device=device, memory_format=layout(device)
+        )
         diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
         res = cfg.dataset.resolution
         if res not in references:
