@@ -16,6 +16,17 @@ from ddpm_lens.core.unet import build_unet
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with their reason, where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 TINY_MODEL = ModelConfig(
     hid_channels=32, ch_multipliers=(1, 1, 2, 2), num_res_blocks=1, apply_attn=(False, False, True, False)
 )

@@ -100,3 +100,14 @@ def test_network_input_is_the_tf_range_of_8bit_levels():
     assert y.min() == -1 and y.max() == pytest.approx(TF_HIGH)
     flat = network_input(torch.full((1, 3, 8, 8), 0.0))  # level round(127.5) = 128 -> 0
     assert torch.allclose(flat, torch.zeros(1), atol=1e-6) and flat.shape[-1] == 299
+
+
+@pytest.mark.cuda
+@needs_weights
+def test_features_on_cuda_are_the_cpus():
+    faces = first_n(build_dataset("synthetic-faces", split="test", resolution=32), 4)
+    gpu = InceptionFeatures("cuda")(faces)
+    cpu = InceptionFeatures("cpu")(faces)
+    assert gpu.shape == (4, 2048) and gpu.dtype == np.float32
+    np.testing.assert_allclose(gpu[:2, :6], PACKAGE_FIRST_SIX, atol=5e-3)  # TF32 convolutions
+    np.testing.assert_allclose(gpu.sum(1), cpu.sum(1), rtol=2e-3)
