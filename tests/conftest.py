@@ -16,6 +16,17 @@ from ddpm_lens.core.unet import build_unet
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with their reason, where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 TINY_MODEL = ModelConfig(
     hid_channels=32, ch_multipliers=(1, 1, 2, 2), num_res_blocks=1, apply_attn=(False, False, True, False)
 )
@@ -127,3 +138,30 @@ def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, 
         path,
     )
     return path
+
+
+# ---- a stand-in for the FID feature network (sample-quality tests) ---------------------------
+class FakeFeatures:
+    """What the Inception network offers, cheaply: 8-bit images pooled to 4x4, a fixed random
+    projection to 32-d and a ReLU. Counts the images it has seen."""
+
+    dims = 32
+
+    def __init__(self, seed: int = 0, sha1: str = "fake-weights"):
+        self.proj = torch.randn(48, self.dims, generator=torch.Generator().manual_seed(seed))
+        self.weights_sha1 = sha1
+        self.seen = 0
+
+    def __call__(self, images):
+        self.seen += images.shape[0]
+        levels = ((images.float() + 1) * 127.5).round() / 255
+        pooled = torch.nn.functional.adaptive_avg_pool2d(levels, 4).flatten(1)  # (B, 48)
+        return torch.relu(pooled @ self.proj).numpy()
+
+    def describe(self):
+        return {"network": "fake", "dims": self.dims, "weights_sha1": self.weights_sha1}
+
+
+@pytest.fixture
+def fake_network():
+    return FakeFeatures()

@@ -81,6 +81,17 @@ def test_sampling_is_seeded_and_deterministic(diffusion, tiny_model):
     assert a.min() >= -1 and a.max() <= 1
 
 
+def test_ddim_from_given_noise_is_the_sample_of_that_noise(diffusion, tiny_model):
+    x_t = torch.randn((2, 3, 32, 32), generator=torch.Generator().manual_seed(1))
+    drawn = diffusion.sample(
+        tiny_model, (2, 3, 32, 32), generator=torch.Generator().manual_seed(1), steps=4, sampler="ddim"
+    )
+    given = diffusion.sample(tiny_model, (2, 3, 32, 32), noise=x_t, sampler="ddim", steps=4)
+    alone = diffusion.sample(tiny_model, (1, 3, 32, 32), noise=x_t[1:], sampler="ddim", steps=4)
+    assert torch.equal(drawn, given)
+    torch.testing.assert_close(alone, given[1:], atol=2e-4, rtol=0)  # eta 0: one image, one noise
+
+
 def test_ddpm_sampling_runs_all_steps(tiny_model):
     diffusion = GaussianDiffusion.from_config(DiffusionConfig(timesteps=4))
     calls = []

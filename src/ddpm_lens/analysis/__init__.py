@@ -1,6 +1,7 @@
 """Looking inside two models: the visualizer's options, the model pair, inputs and noise, the
 streamed run loop and ``compare_features``, statistics (and their one registry), similarity
-and across-sample summaries.
+and across-sample summaries; and sample quality (FID, KID, precision/recall) of image sources
+and of checkpoints across training.
 
 May import: ``util``, ``core``, ``data``. Never imports ``output`` (figures, files, report)
 or ``cli``: everything here returns numbers and arrays. A new statistic is an entry in

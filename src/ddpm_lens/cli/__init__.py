@@ -36,6 +36,8 @@ COMMANDS = {
     "train": "ddpm_lens.cli.train",
     "sample": "ddpm_lens.cli.sample",
     "export": "ddpm_lens.cli.export",
+    "fid": "ddpm_lens.cli.fid",
+    "evaluate": "ddpm_lens.cli.evaluate",
 }
 
 

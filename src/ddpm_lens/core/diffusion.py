@@ -233,9 +233,13 @@ class GaussianDiffusion:
         skip: str = "uniform",
         device: str | torch.device = "cpu",
         progress: bool = False,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Draw images (B, C, H, W) in [-1, 1] from noise with DDPM (all T steps) or DDIM."""
-        x = torch.randn(shape, generator=generator, device=device)
+        """Draw images (B, C, H, W) in [-1, 1] from noise with DDPM (all T steps) or DDIM.
+
+        ``noise`` is x_T (``shape``, on ``device``); by default it is drawn from ``generator``.
+        """
+        x = torch.randn(shape, generator=generator, device=device) if noise is None else noise
         if sampler == "ddpm":
             seq = np.arange(self.timesteps)
         elif sampler == "ddim":

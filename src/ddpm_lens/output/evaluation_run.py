@@ -1,0 +1,89 @@
+"""The files of ``ddpm-lens evaluate``: CSV, JSON, the study's table, plots and ``index.html``.
+
+::
+
+    OUT/evaluation.csv        one row per checkpoint: run, checkpoint, epoch, step, FID, KID, precision,
+                              recall, held-out loss (mean and per t), seconds
+    OUT/evaluation.json       the same rows, the per-t losses, the reference and every setting
+    OUT/evaluation_table.txt  runs as columns, checkpoints as rows, best per run (as the study's)
+    OUT/plots/quality_by_epoch.png, OUT/plots/loss_by_t_<run>.png
+    OUT/index.html
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ddpm_lens import __version__
+from ddpm_lens.output.csv_table import csv_text
+from ddpm_lens.output.evaluation_page import page_context, render_page
+from ddpm_lens.output.evaluation_plots import loss_by_timestep, quality_by_epoch
+from ddpm_lens.output.evaluation_table import comparison_text
+from ddpm_lens.output.report_page import json_safe
+from ddpm_lens.output.run_folder import check_output_dir
+from ddpm_lens.util.atomic import write_text
+
+
+def write_evaluation(
+    out_dir: str | os.PathLike, evaluation, *, argv: list[str] | None = None
+) -> dict[str, Path]:
+    """Write every file of ``evaluation`` (:class:`ddpm_lens.analysis.training_evaluation.Evaluation`)
+    under ``out_dir``; returns {relative name: path}, ``index.html`` last."""
+    out = check_output_dir(out_dir)
+    rows, settings = evaluation.rows, evaluation.settings
+    written: dict[str, Path] = {}
+
+    def put(name: str, text: str) -> None:
+        write_text(out / name, text)
+        written[name] = out / name
+
+    put("evaluation.csv", csv_text([json_safe(r) for r in rows]))
+    record = {
+        "command": "ddpm-lens " + shlex.join(argv) if argv else None,
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings,
+        "reference": evaluation.reference,
+        "rows": rows,
+        "loss_rows": evaluation.loss_rows,
+    }
+    put(
+        "evaluation.json", json.dumps(json_safe(record), indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+    )
+    n_ref = ", ".join(map(str, sorted({r["n_reference"] for r in rows})))
+    n = ", ".join(map(str, sorted({r["n"] for r in rows})))
+    header = [
+        f"Reference: {settings.get('reference')} ({n_ref} images)",
+        f"Samples: {n} per checkpoint, {settings.get('sampler')}, seed {settings.get('seed')}",
+        f"Features: {settings.get('network', {}).get('network')}",
+    ]
+    put("evaluation_table.txt", comparison_text(rows, header=header))
+    quality_by_epoch(rows, out / "plots" / "quality_by_epoch.png")
+    written["plots/quality_by_epoch.png"] = out / "plots" / "quality_by_epoch.png"
+    quality_plots = [
+        {
+            "file": "plots/quality_by_epoch.png",
+            "title": "FID, KID, precision, recall and held-out loss by epoch",
+        }
+    ]
+    loss_plots = []
+    for run in dict.fromkeys(r["run"] for r in rows):
+        rel = f"plots/loss_by_t_{_slug(run)}.png"
+        loss_by_timestep(evaluation.loss_rows, out / rel, run=run)
+        written[rel] = out / rel
+        loss_plots.append(
+            {"file": rel, "title": f"Held-out loss by timestep, {run}, one line per checkpoint"}
+        )
+    files = ["evaluation.csv", "evaluation.json", "evaluation_table.txt"]
+    context = page_context(evaluation, files=files, quality_plots=quality_plots, loss_plots=loss_plots)
+    put("index.html", render_page(context))
+    return written
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"

@@ -1,0 +1,89 @@
+"""``ddpm-lens evaluate`` end to end: two tiny runs trained here, every checkpoint scored."""
+
+import csv
+import json
+
+import pytest
+
+from ddpm_lens.analysis import inception_features
+from ddpm_lens.cli import main
+from ddpm_lens.core.config import load_config, save_config, with_overrides
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def two_runs(tmp_path, face_folder):
+    """Baseline and curriculum runs of 2 epochs x 4 steps on 16 faces of 16x16: 2 checkpoints each."""
+    small = {
+        "dataset.name": "folder",
+        "dataset.resolution": 16,
+        "train.batch_size": 4,
+        "train.warmup": 2,
+        "train.epochs": 2,
+        "train.image_intv": 0,
+    }
+    runs = []
+    for name, config in (("base", "configs/tiny.json"), ("cur", "configs/tiny_c.json")):
+        path = tmp_path / f"{name}.json"
+        save_config(with_overrides(load_config(config), small), path)
+        argv = [
+            "train",
+            "--config",
+            str(path),
+            "--data-dir",
+            str(face_folder),
+            "--chkpt-dir",
+            str(tmp_path / "chkpts"),
+        ]
+        assert main([*argv, "--name", name, "--no-progress", "--device", "cpu"]) == 0
+        runs.append(tmp_path / "chkpts" / name)
+    return runs
+
+
+def test_evaluate_two_tiny_runs_writes_csv_table_plots_and_page(
+    tmp_path, two_runs, monkeypatch, fake_network
+):
+    monkeypatch.setattr(inception_features, "InceptionFeatures", lambda device: fake_network)
+    out = tmp_path / "evaluation"
+    argv = ["evaluate", *map(str, two_runs), "--reference", "dataset:synthetic-faces:test", "--num", "8"]
+    argv += [
+        "--steps",
+        "2",
+        "--loss_num",
+        "4",
+        "--output_dir",
+        str(out),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+    ]
+    assert main([*argv, "--no_progress", "--device", "cpu"]) == 0
+
+    with open(out / "evaluation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["epoch"], r["step"]) for r in rows] == [
+        ("base", "1", "4"),
+        ("base", "2", "8"),
+        ("cur", "1", "4"),
+        ("cur", "2", "8"),
+    ]
+    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "loss_mean", "loss_t0", "loss_t999"):
+        assert all(r[key] != "" for r in rows), key
+    assert len({r["fid"] for r in rows}) == 4  # four different models
+    assert len({r["loss_t555"] for r in rows}) == 4
+
+    table = (out / "evaluation_table.txt").read_text()
+    assert "Checkpoint" in table and "base" in table and "cur" in table and "BEST FID:" in table
+    assert "epoch 1" in table and "epoch 2" in table
+
+    record = json.loads((out / "evaluation.json").read_text())
+    assert len(record["loss_rows"]) == 4 * 10 and record["settings"]["num"] == 8
+    assert record["settings"]["network"]["weights_sha1"] == "fake-weights"
+
+    plots = ["plots/quality_by_epoch.png", "plots/loss_by_t_base.png", "plots/loss_by_t_cur.png"]
+    for rel in plots:
+        assert (out / rel).read_bytes().startswith(PNG), rel
+    page = (out / "index.html").read_text()
+    assert all(f'src="{rel}"' in page for rel in plots)
+    assert "FID table" in page and "--accent" in page  # the report's styles
+    assert page.count('class="num best"') == 2  # one best checkpoint per run

