@@ -21,7 +21,7 @@ from ddpm_lens.util.digests import FileDigests, sha256_of
 
 class Prefetch:
     def __init__(self, paths: Iterable[str | os.PathLike] = ()):
-        self._digests = FileDigests(p for p in paths if os.path.isfile(p))
+        self._digests = FileDigests(p for p in paths if os.path.exists(p))
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
 
     def digest(self, path: str | os.PathLike) -> Future:

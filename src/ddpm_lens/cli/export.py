@@ -1,26 +1,43 @@
-"""Export a checkpoint's weights (EMA by default) as a .safetensors file.
+"""Export a checkpoint's weights (EMA by default) as a .safetensors file or a diffusers folder.
 
-Example::
+Examples::
 
     ddpm-lens export --ckpt chkpts/celeba/celeba_600.pt --config configs/celeba.json \\
         --output celeba.safetensors
+    ddpm-lens export --ckpt chkpts/celeba/celeba_600.pt --config configs/celeba.json \\
+        --format diffusers --output celeba-ddpm/
+
+The diffusers folder is a DDPMPipeline (model_index.json, unet/, scheduler/): in Python,
+``DDPMPipeline.from_pretrained("celeba-ddpm")`` or ``UNet2DModel.from_pretrained("celeba-ddpm",
+subfolder="unet")``; ddpm-lens reads it back as it reads any diffusers folder.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "export a checkpoint's weights to .safetensors"
+HELP = "export a checkpoint's weights to .safetensors or a diffusers folder"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint file (ddpm-torch or ddpm-lens)")
+    p.add_argument(
+        "--ckpt", required=True, help="checkpoint (ddpm-torch or ddpm-lens file, or a diffusers folder)"
+    )
     p.add_argument(
         "--config",
         default=None,
-        help="JSON config to check the weights against (optional for ddpm-lens checkpoints)",
+        help="JSON config to check the weights against (optional for checkpoints that carry theirs)",
     )
-    p.add_argument("--output", required=True, help=".safetensors file to write")
+    p.add_argument(
+        "--format",
+        choices=("safetensors", "diffusers"),
+        default="safetensors",
+        help="safetensors: one file, config in its metadata; diffusers: a DDPMPipeline folder "
+        "(default: safetensors)",
+    )
+    p.add_argument(
+        "--output", required=True, help=".safetensors file, or the new folder for --format diffusers"
+    )
     p.add_argument("--no_ema", dest="use_ema", action="store_false", help="export the raw training weights")
 
 
@@ -30,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.core.unet import build_unet
     from ddpm_lens.util.errors import UserError
 
-    if not args.output.endswith(".safetensors"):
-        raise UserError(f"--output {args.output} must end in .safetensors")
+    if args.format == "safetensors" and not args.output.endswith(".safetensors"):
+        raise UserError(f"--output {args.output} must end in .safetensors (or pass --format diffusers)")
     weights = load_weights(args.ckpt, use_ema=args.use_ema)
     cfg = resolve_config(args.config, weights) if (args.config or weights.config) else None
+    if cfg is None and args.format == "diffusers":
+        raise UserError(f"checkpoint {args.ckpt} carries no config: pass its JSON config with --config")
     if cfg is not None:
         import torch
 
@@ -41,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
             model = build_unet(cfg.model, sparsity=cfg.sparsity)
         check_mask_buffers(model, weights.state_dict, ckpt=args.ckpt, config=cfg.source)
         check_fit(model, weights.state_dict, ckpt=args.ckpt, config=cfg.source)
-    export_safetensors(weights, args.output, config=cfg.to_dict() if cfg is not None else None)
+    if args.format == "diffusers":
+        from ddpm_lens.output.diffusers_writer import write_folder
+
+        if cfg.sparsity is not None:
+            raise UserError(
+                f"checkpoint {args.ckpt} is a CS model: diffusers' UNet2DModel has no bottleneck "
+                "channel mask, so it cannot be exported as a diffusers folder; use --format safetensors"
+            )
+        write_folder(weights.state_dict, cfg, args.output)
+    else:
+        export_safetensors(weights, args.output, config=cfg.to_dict() if cfg is not None else None)
     print(f"wrote {weights.description} of {args.ckpt} to {args.output}")
     return 0

@@ -10,6 +10,7 @@ Accepted files:
   ``curriculum_stage`` (int, 0-based; -1 without a curriculum), ``curriculum_config`` and
   ``timestamp``; a CS (SparseUNet) file has its mask buffers in ``model`` only, since
   ``ema.shadow`` holds parameters: EMA weights then take the buffers from ``model``
+- diffusers ``UNet2DModel`` folders, converted with their config (:mod:`ddpm_lens.core.diffusers_format`)
 
 Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
 refused, never executed. Files are memory-mapped, so reading the EMA weights of a large
@@ -52,7 +53,7 @@ class Weights:
     """A state dict picked out of a checkpoint file, and where it came from."""
 
     state_dict: dict[str, torch.Tensor]
-    which: str  # "ema" | "model" | "state_dict"
+    which: str  # "ema" | "model" | "state_dict" | "diffusers"
     path: str
     epoch: int | None
     config: dict | None  # the run config stored by ddpm-lens, if any
@@ -66,6 +67,7 @@ class Weights:
             "ema": "EMA weights (ema.shadow)",
             "model": "raw training weights (model)",
             "state_dict": "bare state dict",
+            "diffusers": "diffusers UNet2DModel weights",
         }[self.which]
 
 
@@ -73,7 +75,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     """Load a ``.pt`` checkpoint safely: weights only, memory-mapped where the format allows."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: pass the path of a .pt or .safetensors file")
+        raise UserError(
+            f"checkpoint {path} not found: pass the path of a .pt or .safetensors file or a diffusers folder"
+        )
     if path.suffix == ".safetensors":
         raise UserError(f"checkpoint {path} is a safetensors file: read it with load_weights")
     try:
@@ -211,7 +215,12 @@ def _read_safetensors(path: Path) -> Weights:
 
 
 def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
-    """Pick the weights to use out of any accepted checkpoint file (.pt or .safetensors)."""
+    """Pick the weights to use out of any accepted checkpoint (.pt, .safetensors, a diffusers folder)."""
+    if Path(path).is_dir():  # a diffusers folder: converted, with its config (core/diffusers_format.py)
+        from ddpm_lens.core.diffusers_format import read_folder
+
+        state_dict, config = read_folder(path)
+        return Weights(state_dict, "diffusers", str(path), None, config)
     if Path(path).suffix == ".safetensors" and Path(path).is_file():
         return _read_safetensors(Path(path))
     obj = read_checkpoint(path)

@@ -17,11 +17,17 @@ _BLOCK = 1 << 20
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks; of a folder (a diffusers
+    model), of each file's relative path and bytes in sorted order."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            h.update(block)
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if file != path:
+            h.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(_BLOCK), b""):
+                h.update(block)
     return h.hexdigest()
 
 
