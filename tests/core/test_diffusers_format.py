@@ -72,16 +72,25 @@ def diffusers_unet(name: str, *, seed: int = 0, sample_size: int = 16) -> diffus
 
 
 def diffusers_layers(unet: diffusers.UNet2DModel) -> dict[str, torch.nn.Module]:
-    """Study layer name -> the diffusers module with the same output (see README, Layer names)."""
+    """Study layer name -> the diffusers module with the same output (see README, Layer names):
+    a level's last module is its resampler where it has one, else its last resnet (+ attention)."""
     levels, blocks = len(unet.down_blocks), unet.config.layers_per_block
 
     def last(block, n):
         return block.attentions[n] if getattr(block, "attentions", None) else block.resnets[n]
 
+    def last_module(block, n, resamplers):
+        return resamplers[0] if resamplers else last(block, n)
+
     out = {"in_conv": unet.conv_in}
-    out.update({f"encoder_level_{i}": last(unet.down_blocks[i], blocks - 1) for i in range(levels)})
-    out["bottleneck"] = unet.mid_block
-    out.update({f"decoder_level_{i}": last(unet.up_blocks[levels - 1 - i], blocks) for i in range(levels)})
+    for i, down in enumerate(unet.down_blocks):
+        out[f"encoder_block_{i}"] = last(down, blocks - 1)
+        out[f"encoder_level_{i}"] = last_module(down, blocks - 1, down.downsamplers)
+    out["bottleneck"] = out["bottleneck_masked"] = unet.mid_block
+    for i in range(levels):
+        up = unet.up_blocks[levels - 1 - i]
+        out[f"decoder_block_{i}"] = last(up, blocks)
+        out[f"decoder_level_{i}"] = last_module(up, blocks, up.upsamplers)
     out["output"] = unet.conv_out
     return out
 
@@ -105,7 +114,7 @@ def assert_same_layers(ours, theirs: diffusers.UNet2DModel, side: int = 16) -> N
     t = torch.tensor([0, 417, 999])
     a = capture(dict(iter_layers(ours)), lambda: ours(x, t))
     b = capture(diffusers_layers(theirs), lambda: theirs(x, t))
-    assert set(a) == set(b) and len(a) == 3 + 2 * len(theirs.down_blocks)
+    assert set(a) == set(b) and len(a) == 4 + 4 * len(theirs.down_blocks)
     for name in a:
         scale = max(1.0, b[name].abs().max().item())
         assert (a[name] - b[name]).abs().max().item() <= 1e-5 * scale, name

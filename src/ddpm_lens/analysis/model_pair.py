@@ -20,8 +20,15 @@ import torch
 
 from ddpm_lens.analysis.prefetch import Prefetch, done, foreground_digest
 from ddpm_lens.analysis.timings import Timings
-from ddpm_lens.core.checkpoint import Weights, check_fit, load_weights, model_from_weights, resolve_config
+from ddpm_lens.core.checkpoint import (
+    Weights,
+    check_fit,
+    load_weights,
+    model_from_weights,
+    resolve_config,
+)
 from ddpm_lens.core.config import Config
+from ddpm_lens.core.sparse_unet import check_mask_buffers
 from ddpm_lens.core.unet import UNet, build_unet
 
 MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
@@ -89,6 +96,7 @@ def open_pair(
         cfg = resolve_config(config, weights)
         with torch.device("meta"):
             structure = build_unet(cfg.model, sparsity=cfg.sparsity)
+        check_mask_buffers(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         check_fit(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         timings.add("load", time.perf_counter() - tic)
         out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights))
@@ -123,7 +131,12 @@ def _build(m: LoadedModel, device: torch.device, timings: Timings) -> tuple[UNet
     tic = time.perf_counter()
     weights, m.pending = m.pending, None  # the model holds the tensors from here on
     model = model_from_weights(
-        weights, m.config.model, config_name=m.config.source, device=device, memory_format=layout(device)
+        weights,
+        m.config.model,
+        config_name=m.config.source,
+        device=device,
+        memory_format=layout(device),
+        sparsity=m.config.sparsity,
     )
     timings.add("load", time.perf_counter() - tic)
     return model, dataclasses.replace(weights, state_dict={})
