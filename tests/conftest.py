@@ -65,7 +65,9 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def write_tiny_checkpoint(path, *, config: str = "configs/tiny.json", seed: int = 0, model_overrides=None):
-    """A ddpm-lens checkpoint of a perturbed tiny model (EMA == raw weights), carrying its config."""
+    """A ddpm-lens checkpoint of a perturbed tiny model, carrying its config. Its EMA and raw
+    weights differ (the EMA is the raw weights perturbed once more), so a loader that picks
+    the wrong set changes every activation."""
     from ddpm_lens.core.checkpoint import save_checkpoint
     from ddpm_lens.core.config import load_config, with_overrides
 
@@ -73,11 +75,13 @@ def write_tiny_checkpoint(path, *, config: str = "configs/tiny.json", seed: int 
     if model_overrides:
         cfg = with_overrides(cfg, {f"model.{k}": v for k, v in model_overrides.items()})
     torch.manual_seed(seed)
-    sd = perturb(build_unet(cfg.model), seed=seed).state_dict()
+    model = perturb(build_unet(cfg.model), seed=seed)
+    raw = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = perturb(model, seed=seed + 1000).state_dict()
     save_checkpoint(
         {
-            "model": sd,
-            "ema": {"decay": 0.99, "shadow": sd, "num_updates": 9},
+            "model": raw,
+            "ema": {"decay": 0.99, "shadow": ema, "num_updates": 9},
             "epoch": 3,
             "config": cfg.to_dict(),
         },

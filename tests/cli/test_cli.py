@@ -37,10 +37,13 @@ def run_cli(*args, cwd=None):
 def tiny_ckpt(tmp_path, tiny_model):
     path = tmp_path / "tiny_20260101_000000_2.pt"
     sd = tiny_model.state_dict()
+    ema = {
+        k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in sd.items()
+    }
     save_checkpoint(
         {
             "model": sd,
-            "ema": {"decay": 0.99, "shadow": sd, "num_updates": 1},
+            "ema": {"decay": 0.99, "shadow": ema, "num_updates": 1},
             "epoch": 2,
             "config": load_config(TINY).to_dict(),
         },
@@ -90,7 +93,13 @@ def test_export_safetensors(tmp_path, tiny_ckpt):
     assert main(["export", "--ckpt", str(tiny_ckpt), "--output", str(out)]) == 0
     from safetensors.torch import load_file
 
-    assert set(load_file(out)) == set(torch.load(tiny_ckpt, weights_only=True)["model"])
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    exported = load_file(out)
+    assert set(exported) == set(ckpt["model"])
+    assert all(torch.equal(v, ckpt["ema"]["shadow"][k]) for k, v in exported.items())  # the EMA weights
+    raw = tmp_path / "raw.safetensors"
+    assert main(["export", "--ckpt", str(tiny_ckpt), "--no_ema", "--output", str(raw)]) == 0
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in load_file(raw).items())
 
 
 class _Exploit:

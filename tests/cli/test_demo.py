@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -18,6 +19,38 @@ def test_shipped_models_are_a_trained_baseline_and_curriculum_pair():
     assert "curriculum" not in weights[0].config and weights[1].config["curriculum"]["kind"] == "clusters"
     assert weights[0].config["model"] == weights[1].config["model"]
     assert all(Path(p).stat().st_size < 8 * 2**20 for p in paths)  # "a few MB each"
+
+
+def expected_verdicts(rows) -> dict[str, str]:
+    """H1-H4 worked out here from stats.json by the rules the report states (analysis/summary.py):
+    per layer x condition cell the paired differences d = curriculum - baseline over samples;
+    a cell favours the curriculum when mean(d) > 0 and d > 0 in a strict majority of samples."""
+    cells: dict[tuple, dict[int, dict[str, dict]]] = {}
+    for r in rows:
+        cells.setdefault((r["layer"], r["condition"]), {}).setdefault(r["sample"], {})[r["model"]] = r
+
+    def diffs(stat, layers=None):
+        return [
+            np.array([s["curriculum"][stat] - s["baseline"][stat] for _, s in sorted(by_sample.items())])
+            for (layer, _), by_sample in cells.items()
+            if layers is None or layer in layers
+        ]
+
+    def directional(ds):
+        favour = [d.mean() > 0 and (d > 0).sum() > len(d) / 2 for d in ds]
+        against = sum(d.mean() <= 0 for d in ds)
+        return "supported" if all(favour) else "not supported" if against > len(ds) / 2 else "mixed"
+
+    def consistent(ds):
+        same = [(d > 0).all() or (d < 0).all() for d in ds]
+        return "supported" if all(same) else "not supported" if same.count(False) > len(ds) / 2 else "mixed"
+
+    return {
+        "H1": directional(diffs("sparsity")),
+        "H2": consistent(diffs("sparsity")),
+        "H3": directional(diffs("edge_energy", ("encoder_level_0", "encoder_level_1"))),
+        "H4": directional(diffs("autocorr")),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +86,8 @@ def test_demo_writes_the_full_tree_stats_and_report(demo_run):
     } <= plots
     hypotheses = json.loads((demo_run / "hypotheses.json").read_text())["hypotheses"]
     assert [h["id"] for h in hypotheses] == ["H1", "H2", "H3", "H4"]
-    assert all(h["verdict"] in ("supported", "not supported", "mixed", "not tested") for h in hypotheses)
+    rows = json.loads((demo_run / "stats.json").read_text())["rows"]
+    assert {h["id"]: h["verdict"] for h in hypotheses} == expected_verdicts(rows)
     html = (demo_run / "index.html").read_text()
     assert "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png" in html
     with Image.open(demo_run / "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png") as im:

@@ -1,3 +1,4 @@
+import copy
 import json
 from pathlib import Path
 
@@ -5,7 +6,14 @@ import torch
 
 from ddpm_lens.core.config import load_config
 from ddpm_lens.core.features import extract_features
-from ddpm_lens.core.unet import build_unet, count_parameters, iter_layers, layer_channels, layer_table
+from ddpm_lens.core.unet import (
+    AttentionBlock,
+    build_unet,
+    count_parameters,
+    iter_layers,
+    layer_channels,
+    layer_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
@@ -109,16 +117,48 @@ def test_fresh_init_residual_branches_are_near_zero():
     assert torch.all(model.downsamples.level_0[0].conv1.bias == 0)
 
 
-def test_output_depends_on_t_and_attention(tiny_model):
+def test_output_depends_on_t(tiny_model):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y0 = tiny_model(x, torch.tensor([0, 0]))
     y1 = tiny_model(x, torch.tensor([999, 999]))
     assert (y0 - y1).abs().mean() > 1e-3
-    # attention mixes positions: changing one pixel changes outputs far away at the attention level
-    x2 = x.clone()
-    x2[:, :, 0, 0] += 1.0
-    d = (tiny_model(x2, torch.tensor([5, 5])) - tiny_model(x, torch.tensor([5, 5]))).abs()
-    assert d[:, :, -8:, -8:].max() > 1e-6
+
+
+def without_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose attention blocks are identities."""
+    model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, AttentionBlock):
+                setattr(module, name, torch.nn.Identity())
+    return model
+
+
+def test_attention_is_single_head_softmax_attention_over_all_positions(tiny_model):
+    # tiny: attention at level 2 (1 encoder block, 2 decoder blocks) and in the middle
+    blocks = [m for m in tiny_model.modules() if isinstance(m, AttentionBlock)]
+    assert len(blocks) == 1 + 2 + 1
+    block = blocks[0]
+    c = block.norm.num_channels
+    x = torch.randn(2, c, 4, 4, generator=torch.Generator().manual_seed(1))
+    h = block.norm(x).flatten(2)  # (B, C, HW)
+    w_in, b_in = block.project_in.weight[:, :, 0, 0], block.project_in.bias
+    q, k, v = (torch.einsum("oc,bcn->bon", w_in, h) + b_in[None, :, None]).chunk(3, dim=1)
+    weights = torch.softmax(torch.einsum("bcn,bcm->bnm", q, k) / c**0.5, dim=-1)  # (B, HW query, HW key)
+    attended = torch.einsum("bnm,bcm->bcn", weights, v)
+    w_out, b_out = block.project_out.weight[:, :, 0, 0], block.project_out.bias
+    expected = x + (torch.einsum("oc,bcn->bon", w_out, attended) + b_out[None, :, None]).reshape(x.shape)
+    torch.testing.assert_close(block(x), expected, rtol=1e-4, atol=1e-5)
+    assert (block(x) - x).abs().max() > 0.1  # the perturbed block does something
+
+
+def test_attention_changes_the_output(tiny_model):
+    # measured: removing attention changes this output by up to 0.11 (its largest value: 2.37)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([5, 500])
+    with torch.no_grad():
+        y, y_plain = tiny_model(x, t), without_attention(tiny_model)(x, t)
+    assert (y - y_plain).abs().max() > 0.02 * y.abs().max()
 
 
 def test_resample_without_conv_and_any_divisible_size():

@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -110,7 +111,22 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
     redrawn = render.comparison_figure(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
     with Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png") as im:
         on_disk = np.asarray(im.convert("RGB"))
-    assert np.array_equal(redrawn, on_disk)
+    assert np.array_equal(redrawn, on_disk)  # the header's numbers are the stats file's
+    # and each cell shows its channel as computed here, not by the renderer: viridis of the map
+    # scaled between its own 2nd and 98th percentile, upscaled nearest-neighbour
+    layout = render.figure_layout(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    viridis = np.round(matplotlib.colormaps["viridis"](np.linspace(0, 1, 200))[:, :3] * 255).astype(np.uint8)
+    level = {tuple(c): i for i, c in enumerate(viridis)}
+    for p, panel in enumerate(panels):
+        for k, m in enumerate(panel.maps):
+            lo, hi = np.percentile(m.astype(np.float64), [2, 98])
+            expected = (np.clip((m - lo) / (hi - lo), 0, 1) * 199 + 0.5).astype(int)
+            factor = layout.cell // m.shape[0]
+            expected = np.kron(expected, np.ones((factor, factor), dtype=int))
+            x0, y0, _, _ = layout.cell_box(p, k)
+            cell = on_disk[y0 : y0 + expected.shape[0], x0 : x0 + expected.shape[1]].reshape(-1, 3)
+            drawn = np.array([level.get(tuple(c), -99) for c in cell]).reshape(expected.shape)
+            assert np.abs(drawn - expected).max() <= 1 and (drawn == expected).mean() > 0.99, (p, k)
 
 
 def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
@@ -214,6 +230,27 @@ def test_run_files(seed_run):
     assert "| `bottleneck` | (64, 4, 4) | (64, 4, 4) |" in readme
 
 
+def test_pipeline_cka_is_linear_cka_of_the_two_models_activations(seed_run, tiny_pair):
+    """cka.json, streamed chunk by chunk, against CKA computed here in one go from the
+    activations: examples = samples x positions, features = channels."""
+    from ddpm_lens.analysis.similarity import linear_cka
+
+    cmp = tiny_comparison(tiny_pair, num_samples=5)
+    rows = json.loads((seed_run / "cka.json").read_text())["rows"]
+    assert len(rows) == len(SEED_LAYERS) * len(CONDITIONS)
+    for row in rows:
+        s = CONDITIONS.index(row["condition"])
+        acts = [
+            cmp.activations[key][row["layer"]][:, s].astype(np.float64) for key in ("baseline", "curriculum")
+        ]
+        x, y = (a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1]) for a in acts)  # (N*H*W, C)
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        biased = np.linalg.norm(xc.T @ yc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+        assert row["cka_biased"] == pytest.approx(biased, rel=1e-6), row
+        assert row["cka_debiased"] == pytest.approx(linear_cka(x, y, debiased=True), rel=1e-6, abs=1e-9), row
+        assert row["n_examples"] == len(x)
+
+
 def test_rerun_replaces_and_removes_nothing_else(tiny_pair, tmp_path):
     assert main(small_command(tiny_pair, tmp_path)) == 0
     keep = tmp_path / "sample_0" / "clean_t0" / "my_notes.txt"
@@ -262,14 +299,44 @@ def test_options_change_what_is_drawn(tiny_pair, tmp_path):
 
 
 def test_user_images(tiny_pair, tmp_path):
-    for i, size in enumerate([(50, 40), (64, 64)]):
-        Image.new("RGBA" if i else "L", size, 128).save(tmp_path / f"img{i}.png")
+    colours = [(200, 30, 40), (20, 60, 220)]  # nothing like a synthetic face
+    for i, (size, colour) in enumerate(zip([(50, 40), (64, 64)], colours)):
+        Image.new("RGB", size, colour).save(tmp_path / f"img{i}.png")
     out = tmp_path / "o"
     args = seed_command(tiny_pair, out, "--images", str(tmp_path / "img0.png"), str(tmp_path / "img1.png"))
     args[args.index("--num_samples") : args.index("--num_samples") + 2] = []
     assert main(args) == 0
     assert (out / "sample_1/noisy_t900/bottleneck_baseline_vs_curriculum.png").exists()
     assert not (out / "sample_2").exists()
+    # the inputs are the pictures: each clean input figure is the picture's colour, upscaled to 320x320
+    for i, colour in enumerate(colours):
+        with Image.open(out / f"sample_{i}/input_clean.png") as im:
+            assert (np.asarray(im.convert("RGB")) == colour).all(-1).sum() == 320 * 320
+    # and the statistics are of the pictures: the same run on the dataset gives other numbers
+    on_faces = tmp_path / "faces"
+    assert main(seed_command(tiny_pair, on_faces, "--num_samples", "2")) == 0
+    assert (out / "stats.csv").read_text() != (on_faces / "stats.csv").read_text()
+
+
+def test_no_ema_draws_the_raw_weights(tiny_pair, tmp_path):
+    runs = {}
+    for flag in ("--use_ema", "--no_ema"):
+        assert main(small_command(tiny_pair, tmp_path / flag, flag)) == 0
+        runs[flag] = json.loads((tmp_path / flag / "stats.json").read_text())["rows"]
+        manifest = json.loads((tmp_path / flag / "manifest.json").read_text())
+        expected = "EMA weights (ema.shadow)" if flag == "--use_ema" else "raw training weights (model)"
+        assert [m["weights"] for m in manifest["models"]] == [expected] * 2
+    for use_ema, flag in ((True, "--use_ema"), (False, "--no_ema")):
+        cmp = tiny_comparison(tiny_pair, num_samples=2, layers=["in_conv", "bottleneck"], use_ema=use_ema)
+        mean = cmp.activations["curriculum"]["bottleneck"][1, 0].astype(np.float64).mean()
+        row = next(
+            r
+            for r in runs[flag]
+            if (r["sample"], r["condition"], r["layer"], r["model"])
+            == (1, "clean_t0", "bottleneck", "curriculum")
+        )
+        assert row["mean"] == pytest.approx(mean, rel=1e-9)
+    assert [r["mean"] for r in runs["--use_ema"]] != [r["mean"] for r in runs["--no_ema"]]
 
 
 def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):

@@ -39,7 +39,11 @@ def test_an_os_error_without_a_file_name_gets_the_path(tmp_path):
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES])
 def test_check_writable_is_a_one_line_error_naming_the_flag(tmp_path, monkeypatch, code):
-    assert check_writable(tmp_path / "new" / "dir", flag="--output_dir").is_dir()
+    assert check_writable(tmp_path / "new" / "dir", flag="--output_dir") == tmp_path / "new" / "dir"
+    assert os.listdir(tmp_path) == []  # nothing created, the probe removed
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write to --output .*file/sub"):
+        check_writable(tmp_path / "file" / "sub", flag="--output")
 
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))

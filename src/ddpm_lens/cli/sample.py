@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise UserError(f"--output {output} is a folder: pass a PNG file path, e.g. {output / 'samples.png'}")
-    check_writable(output.parent if str(output.parent) else Path("."), flag="--output")
+    check_writable(output.parent, flag="--output")
     device = pick_device(args.device)
     model, weights, cfg = load_checkpoint(args.config, args.ckpt, use_ema=args.use_ema, device=device)
     if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:
@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
     )
     from PIL import Image
 
-    with atomic_path(args.output) as tmp:
-        Image.fromarray(image_grid(to_uint8(x.cpu()))).save(tmp, format="PNG")
+    try:
+        with atomic_path(args.output) as tmp:
+            Image.fromarray(image_grid(to_uint8(x.cpu()))).save(tmp, format="PNG")
+    except OSError as exc:  # e.g. the disk filled while sampling; the temp file is gone
+        raise UserError(f"cannot write --output {args.output}: {exc.strerror or exc}") from None
     print(f"wrote {args.output}")
     return 0

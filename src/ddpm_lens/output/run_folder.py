@@ -29,7 +29,12 @@ def check_output_dir(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--output_dir {out} is a file: pass a folder path")
-    return check_writable(out, flag="--output_dir")
+    check_writable(out, flag="--output_dir")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --output_dir {out}: {exc.strerror}") from None
+    return out
 
 
 @dataclass

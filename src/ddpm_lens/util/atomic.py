@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -53,15 +54,18 @@ def write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Non
 
 
 def check_writable(folder: str | os.PathLike, *, flag: str) -> Path:
-    """Create ``folder`` if needed and make sure a file can be written in it, before any work.
+    """Make sure files can be written in ``folder`` (or, if it does not exist yet, in the
+    folder it would be created in), before any work; nothing is left behind.
 
     A read-only file system (EROFS), a folder without write permission (EACCES, EPERM) or a
     path through a file is a one-line :class:`UserError` naming ``flag`` and the folder.
     """
     folder = Path(folder)
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".ddpm-lens-write-test.")
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".ddpm-lens-write-test.")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
