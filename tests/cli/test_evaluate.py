@@ -9,6 +9,8 @@ from ddpm_lens.analysis import inception_features
 from ddpm_lens.cli import main
 from ddpm_lens.core.config import load_config, save_config, with_overrides
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

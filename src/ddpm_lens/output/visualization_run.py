@@ -39,6 +39,10 @@ def visualize(
 ) -> VisualizationRun:
     """Run the visualizer as ``options`` say and write its tree to ``options.output_dir``."""
     out = check_output_dir(options.output_dir)
+    if options.fid:
+        from ddpm_lens.analysis.inception_features import weights_path
+
+        weights_path()  # a missing feature network is reported before any work
     timings = Timings()
     plan = build_plan(options, prefetch=prefetch if options.prefetch else None, timings=timings)
     writer = FigureWriter(out, plan, timings)
@@ -54,9 +58,27 @@ def visualize(
     manifest = build_manifest(plan, argv=argv, timings=timings)
     write_manifest(out, manifest)
     write_text(out / "README.md", run_readme(plan, result, writer.written, manifest))
+    if plan.options.fid:
+        _write_fid(out, plan)
     index = None
     if plan.options.report:
         from ddpm_lens.output.report import build_report
 
         index = build_report(out)["index.html"]
     return VisualizationRun(out, plan, result, writer.written, timings, index)
+
+
+def _write_fid(out: Path, plan: Plan) -> None:
+    """``fid.json``: both models' FID / KID against the same reference (``--fid N``)."""
+    import json
+
+    from ddpm_lens.analysis.inception_features import InceptionFeatures
+    from ddpm_lens.analysis.pair_sample_quality import score_pair_models
+    from ddpm_lens.analysis.reference_cache import default_cache_dir
+
+    network = InceptionFeatures(plan.device)
+    scores = score_pair_models(
+        plan, plan.options.fid, network=network, cache_dir=default_cache_dir(), progress=plan.options.progress
+    )
+    scores["checkpoints_sha256"] = {m.key: m.sha256 for m in plan.models}  # what the report checks
+    write_text(out / "fid.json", json.dumps(scores, indent=1, allow_nan=False) + "\n")
