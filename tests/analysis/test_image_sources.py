@@ -7,6 +7,8 @@ from ddpm_lens.analysis.image_sources import open_source, parse_dataset_spec, sa
 from ddpm_lens.data.datasets import build_dataset, first_n, to_uint8
 from ddpm_lens.util.errors import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
+
 
 def test_specs_name_their_kind_and_bad_ones_say_what_is_accepted(tmp_path, tiny_pair):
     assert source_kind("dataset:celeba:test") == "dataset"

@@ -15,6 +15,7 @@ from ddpm_lens.analysis.quality_scores import FeatureSet, compare_feature_sets, 
 from ddpm_lens.data.datasets import to_uint8
 from ddpm_lens.util.errors import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
 TESTS = Path(__file__).resolve().parents[1]
 SRC = str(Path(ddpm_lens.__file__).resolve().parents[1])
 

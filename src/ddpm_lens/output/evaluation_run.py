@@ -6,7 +6,7 @@
                               recall, held-out loss (mean and per t), seconds
     OUT/evaluation.json       the same rows, the per-t losses, the reference and every setting
     OUT/evaluation_table.txt  runs as columns, checkpoints as rows, best per run (as the study's)
-    OUT/plots/quality_by_epoch.png, OUT/plots/loss_by_t_<run>.png
+    OUT/plots/quality_by_epoch.png, loss_by_t_last.png (each run's last checkpoint), loss_by_t_<run>.png
     OUT/index.html
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from ddpm_lens import __version__
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.evaluation_page import page_context, render_page
-from ddpm_lens.output.evaluation_plots import loss_by_timestep, quality_by_epoch
+from ddpm_lens.output.evaluation_plots import last_loss_by_timestep, loss_by_timestep, quality_by_epoch
 from ddpm_lens.output.evaluation_table import comparison_text
 from ddpm_lens.output.report_page import json_safe
 from ddpm_lens.output.run_folder import check_output_dir
@@ -71,7 +71,11 @@ def write_evaluation(
             "title": "FID, KID, precision, recall and held-out loss by epoch",
         }
     ]
-    loss_plots = []
+    last_loss_by_timestep(evaluation.loss_rows, out / "plots" / "loss_by_t_last.png")
+    written["plots/loss_by_t_last.png"] = out / "plots" / "loss_by_t_last.png"
+    loss_plots = [
+        {"file": "plots/loss_by_t_last.png", "title": "Held-out loss by timestep, each run's last checkpoint"}
+    ]
     for run in dict.fromkeys(r["run"] for r in rows):
         rel = f"plots/loss_by_t_{_slug(run)}.png"
         loss_by_timestep(evaluation.loss_rows, out / rel, run=run)

@@ -95,6 +95,7 @@ def build_report(
         a=a,
         b=b,
     )
+    context["fid"] = _sample_quality(out, manifest)
     written["index.html"] = _write(out / "index.html", render_page(context))
     return written
 
@@ -105,6 +106,17 @@ def _read_whole_run(out: Path) -> dict:
     stats = read_stats(out)
     check_one_run(out, manifest, stats)
     return stats
+
+
+def _sample_quality(out: Path, manifest: dict | None) -> dict | None:
+    """``fid.json`` (``visualize --fid N``) when it scores this run's two checkpoints, else None."""
+    fid = _read_optional(out / "fid.json", want_rows=False)
+    models = (manifest or {}).get("models") or []
+    if not fid or not isinstance(fid.get("models"), list):
+        return None
+    ours = {m.get("key"): m.get("sha256") for m in models if isinstance(m, dict)}
+    theirs = fid.get("checkpoints_sha256") or {}
+    return fid if not ours or ours == theirs else None  # a stale file from another pair is not shown
 
 
 def read_stats(out: Path) -> dict:

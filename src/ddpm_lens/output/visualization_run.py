@@ -56,6 +56,10 @@ def visualize(
 ) -> VisualizationRun:
     """Run the visualizer as ``options`` say and write its tree to ``options.output_dir``."""
     out = check_output_dir(options.output_dir)
+    if options.fid:
+        from ddpm_lens.analysis.inception_features import weights_path
+
+        weights_path()  # a missing feature network is reported before any work
     timings = Timings()
     plan = build_plan(options, prefetch=prefetch if options.prefetch else None, timings=timings)
     run_id = new_run_id()
@@ -87,8 +91,10 @@ def _write_run(out: Path, plan: Plan, *, argv: list[str], timings: Timings, run_
     timings.add("write", time.perf_counter() - tic)
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id)
     write_text(out / "README.md", run_readme(plan, result, writer.written, manifest))
+    if plan.options.fid:
+        _write_fid(out, plan)
     _remove_earlier_figures(out, keep=set(writer.paths), report=plan.options.report)
-    files = sorted(writer.paths) + list(TABLES)
+    files = sorted(writer.paths) + list(TABLES) + (["fid.json"] if plan.options.fid else [])
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id, status="complete", files=files)
     write_manifest(out, manifest)
     index = None
@@ -150,3 +156,19 @@ def _take_back(out: Path, before: Snapshot, run_id: str, message: str) -> None:
 
 def _mb(n: float) -> str:
     return f"{n / 2**20:.1f} MB"
+
+
+def _write_fid(out: Path, plan: Plan) -> None:
+    """``fid.json``: both models' FID / KID against the same reference (``--fid N``)."""
+    import json
+
+    from ddpm_lens.analysis.inception_features import InceptionFeatures
+    from ddpm_lens.analysis.pair_sample_quality import score_pair_models
+    from ddpm_lens.analysis.reference_cache import default_cache_dir
+
+    network = InceptionFeatures(plan.device)
+    scores = score_pair_models(
+        plan, plan.options.fid, network=network, cache_dir=default_cache_dir(), progress=plan.options.progress
+    )
+    scores["checkpoints_sha256"] = {m.key: m.sha256 for m in plan.models}  # what the report checks
+    write_text(out / "fid.json", json.dumps(scores, indent=1, allow_nan=False) + "\n")
