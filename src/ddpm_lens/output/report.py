@@ -24,8 +24,9 @@ import json
 import os
 from pathlib import Path
 
+from ddpm_lens.analysis.hypotheses import EDGE_LAYERS, hypotheses
 from ddpm_lens.analysis.stat_registry import BY_NAME, SUMMARIZED
-from ddpm_lens.analysis.summary import CONFIDENCE, EDGE_LAYERS, TEST_NAME, hypotheses, summarize
+from ddpm_lens.analysis.summary import CONFIDENCE, TEST_NAME, summarize
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.report_page import json_safe, page_context, render_page
 from ddpm_lens.output.report_plots import write_plots
