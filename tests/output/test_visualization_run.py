@@ -207,7 +207,7 @@ def test_run_files(seed_run):
     assert {"shown_mean", "shown_sparsity", "edge_energy", "autocorr", "shown_channels", "figure"} <= set(row)
     cka = list(csv.DictReader((seed_run / "cka.csv").read_text().splitlines()))
     assert len(cka) == 24 and all(-1 <= float(r["cka_biased"]) <= 1 for r in cka)
-    assert int(cka[0]["n_samples"]) == 5 and int(cka[0]["n_examples"]) == 5 * 32 * 32
+    assert int(cka[0]["n_images"]) == 5 and int(cka[0]["n_examples"]) == 5 * 32 * 32
     readme = (seed_run / "README.md").read_text()
     assert "**Total**: 140 visualization files" in readme and "all channels of the layer" in readme
     assert "| `bottleneck` | (64, 4, 4) | (64, 4, 4) |" in readme

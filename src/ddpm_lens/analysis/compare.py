@@ -70,7 +70,7 @@ class Comparison:
             }
 
         return cls(
-            labels=tuple(m.label for m in plan.models),
+            labels=tuple(m.label for m in plan.pair),
             conditions=plan.conditions,
             layers=plan.layers,
             images=torch.cat([c.x0 for c in chunks]),

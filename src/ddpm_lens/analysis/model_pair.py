@@ -1,9 +1,12 @@
-"""The two models of a comparison: configs and architectures first, then their weights.
+"""The models of a comparison: configs and architectures first, then their weights.
 
-:func:`open_pair` reads both configs, builds both architectures on the meta device and looks
-at both files, so a bad config, layer name or file is reported before any weights load.
+Two arms, baseline and curriculum, each of one or more checkpoints (training runs of one
+recipe). The first of each arm is *the pair* the figures draw; :func:`arm_models` orders
+them baseline 0, curriculum 0, then the other baseline and curriculum checkpoints.
+:func:`open_pair` reads every config, builds every architecture on the meta device and looks
+at every file, so a bad config, layer name or file is reported before any weights load.
 :func:`load_pair` then loads the weights (memory-mapped, weights only); with a
-:class:`~ddpm_lens.analysis.prefetch.Prefetch` the second file loads in the background.
+:class:`~ddpm_lens.analysis.prefetch.Prefetch` all but the first load in the background.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever th
 
 @dataclass
 class LoadedModel:
-    key: str  # baseline | curriculum
+    key: str  # baseline | curriculum: its arm, the rows' "model"
     label: str  # panel heading
     ckpt: str
     config_path: str | None
@@ -34,6 +37,12 @@ class LoadedModel:
     structure: UNet  # the architecture, possibly on the meta device: what request checks read
     loaded: Future | None  # -> (UNet with weights, Weights); None until load_pair
     digest: Future  # the checkpoint file's SHA-256
+    index: int = 0  # which checkpoint of its arm: the rows' "checkpoint"; 0 draws the figures
+
+    @property
+    def id(self) -> str:
+        """Unique in a run: the arm for its first checkpoint ("baseline"), else "baseline_1", ..."""
+        return self.key if self.index == 0 else f"{self.key}_{self.index}"
 
     @property
     def model(self) -> UNet:
@@ -51,6 +60,7 @@ class LoadedModel:
     def describe(self) -> dict:
         return {
             "key": self.key,
+            "index": self.index,
             "label": self.label,
             "checkpoint": self.weights.path,
             "sha256": self.sha256,
@@ -60,22 +70,35 @@ class LoadedModel:
         }
 
 
+def arm_models(
+    ckpts: Sequence[Sequence[str]], configs: Sequence[Sequence[str] | None], labels: Sequence[str]
+) -> list[tuple[str, int, str, str, str | None]]:
+    """(key, index, label, checkpoint, config) of every model, the pair first: ``ckpts`` and
+    ``configs`` hold one sequence per arm (configs: one per checkpoint, or None)."""
+    specs = []
+    for key, label, arm, arm_configs in zip(MODEL_KEYS, labels, ckpts, configs):
+        for i, ckpt in enumerate(arm):
+            name = label if i == 0 else f"{label} {i + 1}"
+            specs.append((key, i, name, ckpt, arm_configs[i] if arm_configs else None))
+    return sorted(specs, key=lambda s: (s[1] > 0, s[1] > 0 and s[0] != MODEL_KEYS[0], s[1]))
+
+
 def open_pair(
     *,
-    ckpts: Sequence[str],
-    configs: Sequence[str | None],
+    ckpts: Sequence[Sequence[str]],
+    configs: Sequence[Sequence[str] | None],
     labels: Sequence[str],
     use_ema: bool,
     device: torch.device,
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
 ) -> list[LoadedModel]:
-    """Both models' configs and architectures. A file that carries its config (no config
-    path given) or does not look loadable is loaded here, in order, so that its error comes
-    first; the others wait for :func:`load_pair`."""
+    """Every model's config and architecture (:func:`arm_models`' order). A file that carries
+    its config (no config path given) or does not look loadable is loaded here, in order, so
+    that its error comes first; the others wait for :func:`load_pair`."""
     timings = timings or Timings()
     out = []
-    for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
+    for key, index, label, ckpt, config in arm_models(ckpts, configs, labels):
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         if config is not None and looks_loadable(ckpt):
             cfg = load_config(config)
@@ -85,7 +108,7 @@ def open_pair(
         else:
             model, weights, cfg = _load(ckpt, config, use_ema, device, timings)
             structure, loaded = model, done((model, weights))
-        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, loaded, digest))
+        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, loaded, digest, index))
     return out
 
 
@@ -97,8 +120,8 @@ def load_pair(
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
 ) -> None:
-    """Load the weights :func:`open_pair` left: the first in the foreground, the second in
-    the background when ``prefetch`` is given (``LoadedModel.model`` waits for it)."""
+    """Load the weights :func:`open_pair` left: the first in the foreground, the others in
+    the background, in order, when ``prefetch`` is given (``LoadedModel.model`` waits for them)."""
     timings = timings or Timings()
     for i, m in enumerate(models):
         if m.loaded is not None:

@@ -67,12 +67,12 @@ class LayerMaps:
 
 @dataclass
 class Chunk:
-    """One group of samples through both models."""
+    """One group of samples through every model."""
 
     first: int  # index of its first sample
     x0: torch.Tensor  # (n, 3, H, W) clean images in [-1, 1]
-    inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
-    layers: dict[str, dict[str, LayerMaps]]  # model key -> layer -> its maps
+    inputs: torch.Tensor  # (n, S, 3, H, W) what every model received per condition
+    layers: dict[str, dict[str, LayerMaps]]  # model id ("baseline", "baseline_1", ...) -> layer -> maps
     rows: list[dict]
 
     def drop_activations(self) -> None:
@@ -106,7 +106,7 @@ def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> It
             flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
             timings.add("forward", time.perf_counter() - tic)
             tic = time.perf_counter()
-            layers[m.key] = {}
+            layers[m.id] = {}
             for layer, a in flat.items():
                 summary = stats.channel_summary(a, opts.threshold)
                 if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
@@ -118,9 +118,11 @@ def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> It
                 idx = summary.top_channels(opts.num_channels)  # (n*S, K)
                 picked, u = shown_maps(a, idx)
                 measures = layer_measures(a, summary, plan.conditions)
-                rows += stats_rows(plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first)
+                rows += stats_rows(
+                    plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first, m.index
+                )
                 split = (count, n_cond)
-                layers[m.key][layer] = LayerMaps(
+                layers[m.id][layer] = LayerMaps(
                     acts=a.reshape(*split, *a.shape[1:]),
                     shown=idx.reshape(*split, -1),
                     maps=picked.reshape(*split, *picked.shape[1:]),
@@ -220,8 +222,10 @@ def stats_rows(
     maps: np.ndarray,
     normed: np.ndarray,
     first: int,
+    checkpoint: int = 0,
 ) -> list[dict]:
-    """Statistics rows for one model and layer over a chunk of n*S inputs: ``measures`` from
+    """Statistics rows for one model (arm ``key``, its ``checkpoint``) and layer over a chunk of
+    n*S inputs: ``measures`` from
     :func:`layer_measures`, ``idx`` (n*S, K) shown channels, ``maps`` (n*S, K, H, W) their
     activations and ``normed`` the same scaled for display. Field names are those of
     :mod:`ddpm_lens.analysis.stat_registry`; a measure that is not defined (NaN) is None."""
@@ -239,6 +243,7 @@ def stats_rows(
             "t": cond.t,
             "layer": layer,
             "model": key,
+            "checkpoint": checkpoint,
             "shape": list(shape),
         }
         row.update({name: float(v[j]) for name, v in s.items()})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ddpm_lens.analysis.image_cka import CONFIDENCE, MAX_GROUPS, MIN_GROUPS, NULL_SHIFTS, RESAMPLES
 from ddpm_lens.analysis.model_pair import MODEL_KEYS
 from ddpm_lens.analysis.plan import Plan
 from ddpm_lens.analysis.stat_registry import row_columns
@@ -13,13 +14,27 @@ from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.run_folder import figure_path
 from ddpm_lens.util.atomic import write_text
 
-CKA_COLUMNS = ["layer", "condition", "t", "n_samples", "n_examples", "cka_debiased", "cka_biased"]
+CKA_COLUMNS = [
+    "pair",
+    "a",
+    "b",
+    "layer",
+    "condition",
+    "t",
+    "cka_debiased",
+    "cka_biased",
+    "cka_ci_low",
+    "cka_ci_high",
+    "cka_null",
+    "n_images",
+    "n_examples",
+]
 
 
 def stats_meta(plan: Plan) -> dict:
     opts = plan.options
     return {
-        "labels": [m.label for m in plan.models],
+        "labels": [m.label for m in plan.pair],
         "models": list(MODEL_KEYS),
         "threshold": opts.threshold,
         "num_samples": opts.num_samples,
@@ -28,6 +43,7 @@ def stats_meta(plan: Plan) -> dict:
         "conditions": [{"name": c.name, "t": c.t} for c in plan.conditions],
         "layers": plan.layers,
         "stats_over": "all channels of the layer (shown_* keys: the channels drawn)",
+        "checkpoints": {key: sum(m.key == key for m in plan.models) for key in MODEL_KEYS},
     }
 
 
@@ -40,7 +56,17 @@ def add_figure_paths(rows: list[dict], num_samples: int) -> None:
 
 
 def write_stats(out: Path, plan: Plan, rows: list[dict]) -> None:
-    columns = ["sample", "condition", "t", "layer", "model", "shape", *row_columns(), "shown_channels"]
+    columns = [
+        "sample",
+        "condition",
+        "t",
+        "layer",
+        "model",
+        "checkpoint",
+        "shape",
+        *row_columns(),
+        "shown_channels",
+    ]
     if any("matched_corr" in r for r in rows):
         columns += ["matched_corr", "matched_channels"]
     columns.append("figure")
@@ -51,8 +77,15 @@ def write_stats(out: Path, plan: Plan, rows: list[dict]) -> None:
 def write_cka(out: Path, cka: list[dict]) -> None:
     write_text(out / "cka.csv", csv_text(cka, CKA_COLUMNS))
     document = {
-        "estimator": "linear CKA; debiased = unbiased HSIC (Song et al. 2012), "
+        "estimator": "linear CKA over images x positions; debiased = unbiased HSIC (Song et al. 2012), "
         "biased = Kornblith et al. 2019",
+        "interval": f"{round(100 * CONFIDENCE)} % BCa bootstrap of cka_debiased over images (never "
+        f"positions): images pooled into at most {MAX_GROUPS} groups, {RESAMPLES} draws; none below "
+        f"{MIN_GROUPS} images",
+        "null": f"cka_null: mean debiased CKA of model a's image i against model b's image i + s "
+        f"(s = 1..{NULL_SHIFTS}, cyclic), the level unrelated inputs reach; read CKA against it, not 0",
+        "pairs": "baseline_vs_curriculum: the first checkpoint of each arm; <arm>_vs_<arm>_1: the arm's "
+        "first vs second checkpoint (same recipe, other seed)",
         "rows": cka,
     }
     write_text(out / "cka.json", json.dumps(document, allow_nan=True) + "\n")
