@@ -1,5 +1,7 @@
-"""The run's tables: ``stats.csv`` / ``stats.json`` (one row per sample x condition x layer x
-model) and ``cka.csv`` / ``cka.json`` (one row per layer x condition), written atomically."""
+"""The run's tables, written atomically: ``stats.csv`` / ``stats.json`` (one row per sample x
+condition x layer x model x checkpoint), ``cka.csv`` / ``cka.json`` (one row per compared pair x
+layer x condition) and, with ``--loss_timesteps``, ``loss_by_t.csv`` / ``loss_by_t.json`` (one
+row per timestep)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,23 @@ CKA_COLUMNS = [
     "cka_null",
     "n_images",
     "n_examples",
+]
+
+
+LOSS_COLUMNS = [
+    "t",
+    "a_loss",
+    "a_ci_low",
+    "a_ci_high",
+    "b_loss",
+    "b_ci_low",
+    "b_ci_high",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
+    "n",
+    "unit",
 ]
 
 
@@ -89,3 +108,22 @@ def write_cka(out: Path, cka: list[dict]) -> None:
         "rows": cka,
     }
     write_text(out / "cka.json", json.dumps(document, allow_nan=True) + "\n")
+
+
+def write_loss_by_t(out: Path, plan: Plan, rows: list[dict]) -> None:
+    write_text(out / "loss_by_t.csv", csv_text(rows, LOSS_COLUMNS))
+    document = {
+        "a": MODEL_KEYS[0],
+        "b": MODEL_KEYS[1],
+        "labels": [m.label for m in plan.pair],
+        "loss": "each model's training loss (the config's loss_type on its model_mean_type target, "
+        "eps-MSE for ddpm-torch models) on the statistics images; noise drawn once per image and t "
+        "and shared by every model",
+        "images": plan.options.stats_samples,
+        "interval": "95 % t-interval of the mean over images (unit image) or over checkpoint means "
+        "(unit checkpoint); diff = b - a, paired by image, or Welch's over checkpoints",
+        "test": "p_value: Wilcoxon signed-rank on per-image differences (unit image) or Welch's t-test "
+        "on per-checkpoint means (unit checkpoint), two-sided, uncorrected",
+        "rows": rows,
+    }
+    write_text(out / "loss_by_t.json", json.dumps(document, allow_nan=True) + "\n")

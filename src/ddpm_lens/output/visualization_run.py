@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddpm_lens.analysis.denoising_loss import loss_by_t
 from ddpm_lens.analysis.options import VisualizeOptions
 from ddpm_lens.analysis.plan import Plan, build_plan
 from ddpm_lens.analysis.prefetch import Prefetch
@@ -20,7 +21,7 @@ from ddpm_lens.output.figure_writer import FigureWriter
 from ddpm_lens.output.manifest import build_manifest, write_manifest
 from ddpm_lens.output.run_folder import check_output_dir
 from ddpm_lens.output.run_readme import run_readme
-from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_stats
+from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_loss_by_t, write_stats
 from ddpm_lens.util.atomic import write_text
 
 
@@ -46,10 +47,13 @@ def visualize(
         result = run_stream(plan, timings=timings, sink=writer)
     finally:
         writer.close()
+    loss = loss_by_t(plan, timings=timings)
     tic = time.perf_counter()
     add_figure_paths(result.rows, plan.options.num_samples)
     write_stats(out, plan, result.rows)
     write_cka(out, result.cka)
+    if loss:
+        write_loss_by_t(out, plan, loss)
     timings.add("write", time.perf_counter() - tic)
     manifest = build_manifest(plan, argv=argv, timings=timings)
     write_manifest(out, manifest)
