@@ -36,6 +36,8 @@ def test_demo_writes_the_full_tree_stats_and_report(demo_run):
         "stats.json",
         "cka.csv",
         "cka.json",
+        "loss_by_t.csv",
+        "loss_by_t.json",
         "manifest.json",
         "README.md",
         "summary.csv",
@@ -50,13 +52,23 @@ def test_demo_writes_the_full_tree_stats_and_report(demo_run):
         "sparsity_by_timestep.png",
         "cka_heatmap.png",
         "cka_by_timestep.png",
+        "loss_by_timestep.png",
+        "hoyer_by_layer.png",
     } <= plots
     hypotheses = json.loads((demo_run / "hypotheses.json").read_text())["hypotheses"]
     assert [h["id"] for h in hypotheses] == ["H1", "H2", "H3", "H4"]
-    assert all(h["verdict"] in ("supported", "not supported", "mixed", "not tested") for h in hypotheses)
+    # 5 samples cannot pass Holm over 24 cells (p >= 0.0625 per cell): the honest verdict
+    assert all(h["verdict"] == "inconclusive" for h in hypotheses), [h["verdict"] for h in hypotheses]
+    assert "--stats_samples 10" in hypotheses[0]["evidence"]
     html = (demo_run / "index.html").read_text()
     assert "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png" in html
+    assert html.index("plots/loss_by_timestep.png") < html.index('id="hypotheses"')  # near the top
+    loss = json.loads((demo_run / "loss_by_t.json").read_text())["rows"]
+    assert len(loss) == 20 and loss[0]["t"] == 0 and loss[-1]["t"] == 999
+    assert all(r["a_loss"] > 0 and r["b_loss"] > 0 for r in loss)
     with Image.open(demo_run / "sample_0/noisy_t500/encoder_level_2_baseline_vs_curriculum.png") as im:
         assert im.mode == "P" and im.size[0] > 600
     cka = json.loads((demo_run / "cka.json").read_text())["rows"]
-    assert len(cka) == 24 and all(r["n_samples"] == 5 for r in cka)
+    assert len(cka) == 24 and all(r["n_images"] == 5 for r in cka)
+    assert all(r["cka_ci_low"] <= r["cka_debiased"] <= r["cka_ci_high"] for r in cka)
+    assert all(abs(r["cka_null"]) < r["cka_debiased"] for r in cka)

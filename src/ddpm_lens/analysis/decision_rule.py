@@ -42,6 +42,23 @@ CORRECTION = "Holm, across the layer × condition cells of each hypothesis"
 VERDICTS = ("supported", "contradicted", "mixed", "inconclusive", "not tested")
 
 
+def rule_text(alpha: float = ALPHA) -> list[str]:
+    """The decision rule in sentences, as the report and summary.json state it."""
+    return [
+        "Per layer × condition cell: a paired two-sided test on the per-sample differences b − a "
+        "(Wilcoxon signed-rank as scipy computes it: zero differences dropped, exact null distribution "
+        "for small n); with two or more checkpoints per arm instead Welch's t-test on the "
+        "per-checkpoint means.",
+        f"Holm's correction across the cells each hypothesis requires; a cell is significant when its "
+        f"adjusted p < α = {alpha:g}, in the direction of its test statistic.",
+        "Effect sizes: paired d_z = mean(d) / sd(d) and the median difference with a 95 % bootstrap "
+        "interval (Cohen's d with the pooled sd across checkpoints).",
+        "Verdicts: supported = every required cell significant in the claimed direction; contradicted = "
+        "a required cell significant the other way; mixed = some cells significant as claimed, none "
+        "against; inconclusive = no cell significant (too little evidence).",
+    ]
+
+
 def wilcoxon_p(diff: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p of paired differences (scipy); 1.0 when every
     difference is zero, NaN for fewer than two."""

@@ -9,6 +9,9 @@ assumes independent rows). Two calibrations follow from the image being the unit
 - **Interval**: a percentile bootstrap that resamples *images*, never positions. Image i's
   feature-space sums go to group i mod G (G = min(images, ``groups``)); a bootstrap draw
   takes G groups with replacement, so each draw is an i.i.d. resample of groups of images.
+  Measured coverage of the 95 % interval (simulated images with correlated positions,
+  ``tests/analysis/test_image_cka.py``): 75 % with 5 images, 91 % with 8, 90 % with 12 and
+  95 % with 40 (BCa did no better: 72, 81, 84, 94 %). Below 5 images there is no interval.
   Linear CKA is a polynomial of degree <= 3 in the group weights (module docstring of
   :mod:`~ddpm_lens.analysis.similarity`), so all draws are evaluated from G x G (x G) tables
   without re-summing any matrix.
@@ -30,6 +33,7 @@ import numpy as np
 
 from ddpm_lens.analysis.similarity import centred_frobenius_sq
 
+MAIN_PAIR = "baseline_vs_curriculum"  # cka rows' "pair" of the two models the figures draw
 MAX_GROUPS = 16  # the bootstrap's units: images pooled into at most this many groups (memory bound)
 MIN_GROUPS = 5  # fewer images give no interval: a bootstrap over 2-4 units says little
 NULL_SHIFTS = 1  # derangements pi(i) = i + s, s = 1..NULL_SHIFTS, averaged for the null
@@ -147,28 +151,17 @@ class ImageCKA:
         }
 
     def _interval(self, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
-        """The BCa bootstrap interval of the debiased CKA over groups of images (scipy's
-        ``bootstrap``: a draw of G group indices becomes group weights, and so does each
-        leave-one-group-out jackknife sample that sets the acceleration)."""
-        from scipy.stats import bootstrap
-
-        def statistic(idx, axis=-1):
-            idx = np.moveaxis(np.asarray(idx), axis, -1)
-            weights = (idx[..., None] == np.arange(self.g)).sum(axis=-2).reshape(-1, self.g)
-            ratio = _ratio(*(self._hsic(kind, weights.astype(np.float64)) for kind in ("xy", "xx", "yy")))
-            return np.asarray(ratio).reshape(idx.shape[:-1])
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ci = bootstrap(
-                (np.arange(self.g),),
-                statistic,
-                n_resamples=resamples,
-                confidence_level=confidence,
-                method="BCa",
-                vectorized=True,
-                rng=np.random.default_rng(seed),
-            ).confidence_interval
-        return float(ci.low), float(ci.high)
+        """The percentile-bootstrap interval of the debiased CKA over groups of images: each draw
+        takes G groups with replacement (multinomial group weights)."""
+        rng = np.random.default_rng(seed)
+        weights = rng.multinomial(self.g, np.full(self.g, 1 / self.g), size=resamples).astype(np.float64)
+        draws = _ratio(*(self._hsic(kind, weights) for kind in ("xy", "xx", "yy")))
+        draws = draws[np.isfinite(draws)]
+        if not len(draws):
+            return float("nan"), float("nan")
+        tail = 100 * (1 - confidence) / 2
+        low, high = np.percentile(draws, [tail, 100 - tail])
+        return float(low), float(high)
 
     def _tables(self, kind: str):
         """The group sums of one HSIC term: cross (G, a, b), sa, sb, ka_b, kb_a, s_ka, s_kb, s_kakb."""

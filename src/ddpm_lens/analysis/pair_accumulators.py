@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ddpm_lens.analysis.image_cka import ImageCKA
+from ddpm_lens.analysis.image_cka import MAIN_PAIR, ImageCKA
 from ddpm_lens.analysis.model_pair import MODEL_KEYS
 from ddpm_lens.analysis.similarity import CorrelationAccumulator, assign_channels
 
 if TYPE_CHECKING:
     from ddpm_lens.analysis.plan import Plan
     from ddpm_lens.analysis.stream import Chunk
-
-MAIN_PAIR = "baseline_vs_curriculum"
 
 
 def compared_pairs(plan: Plan) -> list[tuple[str, str, str]]:

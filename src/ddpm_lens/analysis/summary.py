@@ -166,3 +166,23 @@ def _values(by_model, stat, samples, a, b, unit) -> tuple[np.ndarray, np.ndarray
                 per_ckpt.append(float(np.mean(vals)))
         means.append(np.array(per_ckpt, dtype=np.float64))
     return None if min(len(v) for v in means) == 0 else (means[0], means[1])
+
+
+def sparsity_scale_correlation(rows) -> dict | None:
+    """How much the seed's sparsity is a scale measure: Pearson r between ``sparsity`` and
+    1 / ``std`` over the rows (each sample x condition x layer x model), ``{"r", "n"}``; None
+    without such rows. For a residual layer without ReLU, |x| < 1e-3 holds for about
+    2e-3 p(0) of the activations, and p(0) ~ 1 / sigma."""
+    pairs = [
+        (float(r["sparsity"]), 1.0 / float(r["std"]))
+        for r in rows
+        if isinstance(r.get("sparsity"), (int, float))
+        and isinstance(r.get("std"), (int, float))
+        and r["std"] > 0
+    ]
+    if len(pairs) < 3:
+        return None
+    s, inv = np.array(pairs).T
+    if np.ptp(s) == 0 or np.ptp(inv) == 0:
+        return None
+    return {"r": float(np.corrcoef(s, inv)[0, 1]), "n": len(pairs)}
