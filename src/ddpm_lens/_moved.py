@@ -37,7 +37,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "run_files": ("train.run_files",),
     "stats": ("analysis.stats",),
     "similarity": ("analysis.similarity",),
-    "summary": ("analysis.summary",),
+    "summary": ("analysis.summary", "analysis.hypotheses"),
     "visualize": ("analysis.compare", "analysis.plan"),
     "pipeline": (
         "analysis.model_pair",

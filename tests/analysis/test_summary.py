@@ -1,16 +1,10 @@
 import math
 
-import numpy as np
 import pytest
 from scipy import stats as scipy_stats
-from stats_reference import edge_energy, layer_stats
 
-from ddpm_lens.analysis.stats import spatial_autocorrelation
-from ddpm_lens.analysis.summary import hypotheses, summarize
+from ddpm_lens.analysis.summary import inference_unit, summarize
 from ddpm_lens.util.errors import UserError
-
-LAYERS = ("in_conv", "encoder_level_0", "encoder_level_1", "encoder_level_2", "encoder_level_3", "bottleneck")
-CONDITIONS = (("clean_t0", 0), ("noisy_t100", 100), ("noisy_t500", 500), ("noisy_t900", 900))
 
 
 def row(sample, model, layer="encoder_level_2", condition="noisy_t500", t=500, **values):
@@ -47,10 +41,36 @@ def test_summarize_intervals_agreement_and_exact_wilcoxon_by_hand():
     assert (sparsity["n"], sparsity["agree"], sparsity["agree_text"]) == (5, 5, "5/5")
     # exact null, all 5 positive: p = 2 / 2**5
     assert sparsity["p_value"] == pytest.approx(0.0625)
-    assert "Wilcoxon" in sparsity["test"]
+    assert "Wilcoxon" in sparsity["test"] and sparsity["unit"] == "sample"
+    assert sparsity["p_adjusted"] == sparsity["p_value"]  # one cell per statistic: Holm changes nothing
+    assert sparsity["effect_size"] == pytest.approx(1.5 / math.sqrt(0.625))  # d_z = mean / sd
+    assert sparsity["median_diff"] == pytest.approx(1.5)
     assert (mean["diff_mean"], mean["agree_text"]) == (pytest.approx(1.8), "4/5")
     assert mean["p_value"] == pytest.approx(scipy_stats.wilcoxon([1.0, -1.0, 2.0, 3.0, 4.0]).pvalue)
     assert mean["p_value"] > 0.0625
+
+
+def test_summarize_holm_adjusts_across_the_cells_of_a_statistic():
+    rows = hand_table() + [{**r, "layer": "bottleneck"} for r in hand_table()]
+    out = summarize(rows, stats=("sparsity", "mean"))
+    sparsity = [r for r in out if r["statistic"] == "sparsity"]
+    assert len(sparsity) == 2 and all(r["p_adjusted"] == pytest.approx(2 * 0.0625) for r in sparsity)
+
+
+def test_none_values_are_left_out_and_checkpoints_set_the_unit():
+    rows = [{**r, "robust": None if r["sample"] == 0 else r["mean"]} for r in hand_table()]
+    out = {r["statistic"]: r for r in summarize(rows, stats=("sparsity", "robust"))}
+    assert out["sparsity"]["n"] == 5 and out["robust"]["n"] == 4
+    undefined = [{**r, "robust": None} for r in hand_table()]
+    assert [r["statistic"] for r in summarize(undefined, stats=("sparsity", "robust"))] == ["sparsity"]
+    two = hand_table() + [{**r, "checkpoint": 1} for r in hand_table()]
+    assert inference_unit(two) == {"unit": "checkpoint", "checkpoints": {"baseline": 2, "curriculum": 2}}
+    (row,) = summarize(two, stats=("sparsity",))
+    assert (row["unit"], row["n"], row["n_a"]) == ("checkpoint", 4, 2)
+    one_sided = hand_table() + [{**r, "checkpoint": 1} for r in hand_table() if r["model"] == "curriculum"]
+    assert inference_unit(one_sided)["unit"] == "sample"  # one baseline: the first of each, paired
+    (row,) = summarize(one_sided, stats=("sparsity",))
+    assert row["n"] == 5 and row["diff_mean"] == pytest.approx(1.5)
 
 
 def test_summarize_zero_differences_and_single_sample():
@@ -72,79 +92,7 @@ def test_summarize_uses_the_given_model_labels_and_rejects_bad_input():
         summarize(rows, stats=("sparsity",), a="B0")
     with pytest.raises(UserError, match="'edge_energy' is missing"):
         summarize(hand_table(), stats=("edge_energy",))
-    with pytest.raises(ValueError, match="only one of"):
+    with pytest.raises(ValueError, match="only some of"):
         summarize(hand_table()[:-1], stats=("sparsity",))
     with pytest.raises(ValueError, match="several rows"):
         summarize(hand_table() + hand_table()[:1], stats=("sparsity",))
-
-
-def study_rows(zero_in, seed=0):
-    """Rows from real statistics: 5 samples x 4 conditions x 6 layers x 2 models.
-
-    Both models see the same activations, except that in layer l the model ``zero_in(l)``
-    ("baseline", "curriculum" or None) has a random half of its entries zeroed.
-    """
-    rng = np.random.default_rng(seed)
-    rows = []
-    for sample in range(5):
-        for condition, t in CONDITIONS:
-            for layer in LAYERS:
-                act = rng.normal(size=(4, 6, 6))  # (C, H, W)
-                zeroed = act * (rng.random(act.shape) < 0.5)
-                for model in ("baseline", "curriculum"):
-                    x = zeroed if zero_in(layer) == model else act
-                    s = layer_stats(x, shown=[0, 1, 2, 3])
-                    values = {k: s[k] for k in ("mean", "std", "mean_abs", "sparsity")}
-                    values["edge_energy"] = float(edge_energy(x).mean())
-                    values["autocorr"] = float(spatial_autocorrelation(x).mean())
-                    rows.append(row(sample, model, layer, condition, t, **values))
-    return rows
-
-
-def by_id(rows, **kwargs):
-    return {h["id"]: h for h in hypotheses(rows, **kwargs)}
-
-
-def test_hypotheses_supported_when_curriculum_zeroes_half_its_entries():
-    h = by_id(study_rows(lambda layer: "curriculum"))
-    assert h["H1"]["verdict"] == "supported"
-    assert len(h["H1"]["details"]) == 24
-    assert all(c["b_greater"] == 5 and c["n"] == 5 for c in h["H1"]["details"])
-    assert "24/24" in h["H1"]["evidence"] and "pp" in h["H1"]["evidence"]
-    assert "0.0625" in h["H1"]["evidence"]  # the smallest p 5 samples allow
-    # half the entries zeroed: sparsity rises by about 50 pp
-    assert all(0.4 < c["diff_mean"] < 0.6 for c in h["H1"]["details"])
-    assert h["H2"]["verdict"] == "supported" and "24/24" in h["H2"]["evidence"]
-    assert [c["layer"] for c in h["H3"]["details"]] == ["encoder_level_0"] * 4 + ["encoder_level_1"] * 4
-
-
-def test_hypotheses_not_supported_for_identical_models():
-    h = by_id(study_rows(lambda layer: None))
-    assert all(h[k]["verdict"] == "not supported" for k in ("H1", "H2", "H3", "H4"))
-    assert "0/24" in h["H1"]["evidence"] and "24/24" in h["H1"]["evidence"]
-    assert "+0" in h["H1"]["evidence"]
-
-
-def test_hypotheses_mixed_when_half_the_layers_go_each_way():
-    h = by_id(study_rows(lambda layer: "curriculum" if LAYERS.index(layer) < 3 else "baseline"))
-    assert h["H1"]["verdict"] == "mixed"
-    assert "12/24" in h["H1"]["evidence"]
-    # every cell still moves the same way in all 5 samples: consistent, in both directions
-    assert h["H2"]["verdict"] == "supported"
-    assert "12 with curriculum higher, 12 with curriculum lower" in h["H2"]["evidence"]
-
-
-def test_h3_only_looks_at_the_edge_layers():
-    rows = []
-    for sample in range(5):
-        for layer in LAYERS:
-            for model, value in (("baseline", 1.0), ("curriculum", 2.0)):
-                sharper = layer.startswith("encoder_level_0") or layer.startswith("encoder_level_1")
-                edge = value if sharper else 3.0 - value  # curriculum sharper only in the edge layers
-                rows.append(row(sample, model, layer, edge_energy=edge + 0.01 * sample, autocorr=0.5))
-    h = by_id(rows)
-    assert h["H3"]["verdict"] == "supported" and "2/2" in h["H3"]["evidence"]
-    assert h["H4"]["verdict"] == "not supported"
-    assert h["H1"]["verdict"] == "not tested" and h["H1"]["details"] == []
-    assert by_id(rows, edge_layers=("bottleneck",))["H3"]["verdict"] == "not supported"
-    assert by_id(rows, edge_layers=("absent_layer",))["H3"]["verdict"] == "not tested"

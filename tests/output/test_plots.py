@@ -92,35 +92,64 @@ def test_stat_plots_reject_bad_rows(tmp_path):
 
 
 CKA = [
-    {"layer": "in_conv", "condition": "noisy_t100", "t": 100, "n_samples": 5, "n_examples": 5 * 64,
-     "cka_debiased": 0.5, "cka_biased": 0.6},
-    {"layer": "in_conv", "condition": "clean_t0", "t": 0, "n_samples": 5, "n_examples": 5 * 64,
-     "cka_debiased": 0.9, "cka_biased": 0.95},
-    {"layer": "bottleneck", "condition": "clean_t0", "t": 0, "n_samples": 5, "n_examples": 5 * 16,
-     "cka_debiased": float("nan"), "cka_biased": 0.7},
+    {"layer": "in_conv", "condition": "noisy_t100", "t": 100, "n_images": 5, "n_examples": 5 * 64,
+     "cka_debiased": 0.5, "cka_biased": 0.6, "cka_ci_low": 0.4, "cka_ci_high": 0.55, "cka_null": 0.1},
+    {"layer": "in_conv", "condition": "clean_t0", "t": 0, "n_images": 5, "n_examples": 5 * 64,
+     "cka_debiased": 0.9, "cka_biased": 0.95, "cka_ci_low": 0.85, "cka_ci_high": 0.93, "cka_null": 0.3},
+    {"layer": "bottleneck", "condition": "clean_t0", "t": 0, "n_images": 5, "n_examples": 5 * 16,
+     "cka_debiased": float("nan"), "cka_biased": 0.7, "cka_ci_low": float("nan"), "cka_ci_high": float("nan"),
+     "cka_null": 0.2},
 ]  # fmt: skip
 
 
-def test_cka_heatmap_values_and_missing_cells(tmp_path):
+def test_cka_heatmap_shows_cka_with_its_interval_beside_its_null(tmp_path):
     fig = plots.cka_heatmap(CKA, tmp_path / "cka.png", pair=("Baseline", "Curriculum"))
-    debiased, biased = fig.axes[:2]
+    debiased, null = fig.axes[:2]
     grid = debiased.images[0].get_array()  # (layers, conditions) = in_conv, bottleneck x clean, t100
     np.testing.assert_allclose(grid.filled(-1), [[0.9, 0.5], [-1, -1]])
     assert grid.mask.tolist() == [[False, False], [True, True]]  # NaN and absent cells
-    np.testing.assert_allclose(biased.images[0].get_array().filled(-1), [[0.95, 0.6], [0.7, -1]])
-    assert [t.get_text() for t in debiased.texts] == ["0.90", "0.50", "n/a", "n/a"]
+    np.testing.assert_allclose(null.images[0].get_array().filled(-1), [[0.3, 0.1], [0.2, -1]])
+    texts = [t.get_text() for t in debiased.texts]
+    assert texts == ["0.90", "[0.85, 0.93]", "0.50", "[0.40, 0.55]", "n/a", "n/a"]
+    assert "null" in null.get_title()
     assert "5 images × spatial positions" in fig.get_suptitle()
     assert _is_png(tmp_path / "cka.png", (860, 230))
 
 
-def test_cka_vs_timestep_lines_per_layer(tmp_path):
+def test_cka_vs_timestep_lines_per_layer_and_their_nulls(tmp_path):
     fig = plots.cka_vs_timestep(CKA, tmp_path / "cka_t.png")
-    debiased, biased = fig.axes[:2]
-    lines = {line.get_label(): line for line in debiased.lines}
-    assert list(lines) == ["in_conv", "bottleneck"]
-    np.testing.assert_allclose(lines["in_conv"].get_xdata(), [0, 100])
-    np.testing.assert_allclose(lines["in_conv"].get_ydata(), [0.9, 0.5])
-    np.testing.assert_allclose(biased.lines[1].get_ydata(), [0.7])
+    cka, above = fig.axes[:2]
+    solid = [line for line in cka.lines if line.get_linestyle() == "-"]
+    dashed = [line for line in cka.lines if line.get_linestyle() == "--"]
+    np.testing.assert_allclose(solid[0].get_xdata(), [0, 100])
+    np.testing.assert_allclose(solid[0].get_ydata(), [0.9, 0.5])
+    np.testing.assert_allclose(dashed[0].get_ydata(), [0.3, 0.1])  # in_conv's null
+    np.testing.assert_allclose(above.lines[0].get_ydata(), [0.6, 0.4])  # CKA - null
     assert "baseline vs curriculum" in fig.get_suptitle()
     with pytest.raises(ValueError, match="no CKA rows"):
         plots.cka_vs_timestep([], tmp_path / "none.png")
+
+
+def test_loss_vs_timestep_draws_both_curves_and_the_difference(tmp_path):
+    rows = [
+        {"t": t, "a_loss": a, "a_ci_low": a - 0.01, "a_ci_high": a + 0.01, "b_loss": b, "b_ci_low": b - 0.01}
+        | {
+            "b_ci_high": b + 0.01,
+            "diff_mean": b - a,
+            "diff_ci_low": b - a - 0.005,
+            "diff_ci_high": b - a + 0.005,
+        }
+        | {"p_value": 0.03, "n": 5, "unit": "image"}
+        for t, a, b in ((999, 0.02, 0.03), (0, 0.4, 0.3), (500, 0.1, 0.1))
+    ]
+    fig = plots.loss_vs_timestep(rows, tmp_path / "loss.png", labels=("Baseline", "Curriculum"))
+    curves, diff = fig.axes[:2]
+    a_line, b_line = curves.lines[:2]
+    np.testing.assert_allclose(a_line.get_xdata(), [0, 500, 999])  # sorted by t
+    np.testing.assert_allclose(a_line.get_ydata(), [0.4, 0.1, 0.02])
+    np.testing.assert_allclose(b_line.get_ydata(), [0.3, 0.1, 0.03])
+    np.testing.assert_allclose(diff.lines[0].get_ydata(), [-0.1, 0.0, 0.01])
+    assert curves.get_yscale() == "log" and "n = 5 images" in fig.get_suptitle()
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["Baseline", "Curriculum"]
+    with pytest.raises(ValueError, match="no loss rows"):
+        plots.loss_vs_timestep([], tmp_path / "none.png")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpm_lens.analysis.summary import hypotheses, summarize
+from ddpm_lens.analysis.hypotheses import hypotheses
+from ddpm_lens.analysis.stat_registry import LAYER_MOMENTS
+from ddpm_lens.analysis.summary import summarize
 from ddpm_lens.cli import main
 from ddpm_lens.output import report
 from ddpm_lens.util.errors import UserError
@@ -21,10 +23,12 @@ from ddpm_lens.util.errors import UserError
 # ---------------------------------------------------------------------------------------------
 # Fixture: what `ddpm-lens visualize` leaves in OUT (stats.json, cka.json, manifest.json,
 # README.md, input thumbnails and comparison figures), small and with known answers:
-# (sample s = 0..5; the 0.001 * s keeps the paired differences untied, so Wilcoxon is exact)
-# curriculum sparsity = baseline + 0.10 + 0.001 s in every cell      -> H1, H2 supported
-# curriculum edge_energy = baseline + 0.05 + 0.001 s in encoder_level_0/1 -> H3 supported
-# curriculum autocorr = baseline - 0.10 - 0.001 s everywhere          -> H4 not supported
+# (sample s = 0..11; the 0.001 * s keeps the paired differences untied, so Wilcoxon is exact:
+# 12 samples of one sign give p = 2 / 2**12, small enough after Holm over 12 cells)
+# curriculum hoyer = baseline + 0.10 + 0.001 s in every cell           -> H1, H2 supported
+# curriculum hf_share = baseline + 0.05 + 0.001 s in encoder_level_0/1 -> H3 supported
+# curriculum noise_robustness = baseline - 0.10 - 0.001 s (noisy only) -> H4 contradicted
+# sparsity, edge_energy, autocorr move too, but no verdict reads them
 # ---------------------------------------------------------------------------------------------
 
 LAYERS = {
@@ -34,7 +38,7 @@ LAYERS = {
     "encoder_level_2": (16, 4, 4),
 }
 CONDITIONS = (("clean_t0", 0), ("noisy_t100", 100), ("noisy_t500", 500))
-STATS_SAMPLES = 6
+STATS_SAMPLES = 12
 NUM_SAMPLES = 2  # samples with figures
 HOSTILE_PATH = "chkpts/<script>alert(1)</script>/base_16.pt"
 HOSTILE_LABEL = 'Curriculum <img src=x onerror="document.body.dataset.pwned=1">'
@@ -60,6 +64,10 @@ def make_rows(conditions=CONDITIONS, stats=None) -> list[dict]:
                     "min": -3.0,
                     "max": 3.0,
                     "sparsity": rng.uniform(0.05, 0.5),
+                    "hoyer": rng.uniform(0.1, 0.4),
+                    "kurtosis": rng.uniform(0.0, 3.0),
+                    "hf_share": rng.uniform(0.1, 0.8),
+                    "noise_robustness": rng.uniform(0.2, 0.9) if t else None,
                     "edge_energy": rng.uniform(0.01, 0.2),
                     "autocorr": rng.uniform(0.3, 0.8),
                 }
@@ -69,6 +77,10 @@ def make_rows(conditions=CONDITIONS, stats=None) -> list[dict]:
                     "min": -3.0,
                     "max": 3.0,
                     "sparsity": base["sparsity"] + 0.10 + 0.001 * s,
+                    "hoyer": base["hoyer"] + 0.10 + 0.001 * s,
+                    "kurtosis": base["kurtosis"] + rng.normal(scale=0.1),
+                    "hf_share": base["hf_share"] + edge + 0.001 * s,
+                    "noise_robustness": base["noise_robustness"] - 0.10 - 0.001 * s if t else None,
                     "edge_energy": base["edge_energy"] + edge + 0.001 * s,
                     "autocorr": base["autocorr"] - 0.10 - 0.001 * s,
                     "matched_corr": 0.5,
@@ -76,7 +88,7 @@ def make_rows(conditions=CONDITIONS, stats=None) -> list[dict]:
                 figure = f"sample_{s}/{cond}/{layer}_baseline_vs_curriculum.png" if s < NUM_SAMPLES else None
                 for model, values in (("baseline", base), ("curriculum", curr)):
                     values = {k: v for k, v in values.items() if stats is None or k in stats}
-                    shown = {f"shown_{k}": v for k, v in values.items() if k != "matched_corr"}
+                    shown = {f"shown_{k}": v for k, v in values.items() if k in LAYER_MOMENTS}
                     rows.append(
                         {
                             "sample": s,
@@ -84,6 +96,7 @@ def make_rows(conditions=CONDITIONS, stats=None) -> list[dict]:
                             "t": t,
                             "layer": layer,
                             "model": model,
+                            "checkpoint": 0,
                             "shape": list(shape),
                             **values,
                             **shown,
@@ -99,22 +112,53 @@ def make_cka_rows(conditions=CONDITIONS) -> list[dict]:
     for i, (layer, (_, h, w)) in enumerate(LAYERS.items()):
         for cond, t in conditions:
             debiased = 0.9 - t / 1000 - 0.1 * i
-            out.append(
-                {
-                    "layer": layer,
-                    "condition": cond,
-                    "t": t,
-                    "n_samples": STATS_SAMPLES,
-                    "n_examples": STATS_SAMPLES * h * w,
-                    "cka_debiased": None if (layer, cond) == ("encoder_level_2", "noisy_t500") else debiased,
-                    "cka_biased": debiased + 0.05,
-                }
-            )
+            for pair, offset in (("baseline_vs_curriculum", 0.0), ("baseline_vs_baseline_1", 0.02)):
+                out.append(
+                    {
+                        "pair": pair,
+                        "a": "baseline",
+                        "b": pair.rsplit("_vs_", 1)[1],
+                        "layer": layer,
+                        "condition": cond,
+                        "t": t,
+                        "n_images": STATS_SAMPLES,
+                        "n_examples": STATS_SAMPLES * h * w,
+                        "cka_debiased": None
+                        if (layer, cond) == ("encoder_level_2", "noisy_t500")
+                        else debiased + offset,
+                        "cka_biased": debiased + 0.05,
+                        "cka_ci_low": debiased - 0.05,
+                        "cka_ci_high": debiased + 0.04,
+                        "cka_null": 0.2,
+                    }
+                )
     return out
 
 
+def make_loss_rows() -> list[dict]:
+    return [
+        {
+            "t": t,
+            "a_loss": a,
+            "a_ci_low": a * 0.9,
+            "a_ci_high": a * 1.1,
+            "b_loss": a * 0.8,
+            "b_ci_low": a * 0.7,
+        }
+        | {"b_ci_high": a * 0.9, "diff_mean": -0.2 * a, "diff_ci_low": -0.3 * a, "diff_ci_high": -0.1 * a}
+        | {"p_value": 0.01, "n": STATS_SAMPLES, "unit": "image"}
+        for t, a in ((0, 0.5), (500, 0.05), (999, 0.01))
+    ]
+
+
 def write_run(
-    out: Path, *, hostile: bool = False, conditions=CONDITIONS, cka: bool = True, stats=None
+    out: Path,
+    *,
+    hostile: bool = False,
+    conditions=CONDITIONS,
+    cka: bool = True,
+    stats=None,
+    loss: bool = True,
 ) -> list[dict]:
     """Write a visualizer output folder into ``out``; returns the stats rows.
 
@@ -137,6 +181,8 @@ def write_run(
     (out / "stats.json").write_text(json.dumps(stats))
     if cka:
         (out / "cka.json").write_text(json.dumps({"rows": make_cka_rows(conditions)}))
+    if loss:
+        (out / "loss_by_t.json").write_text(json.dumps({"rows": make_loss_rows()}))
     checkpoint = HOSTILE_PATH if hostile else "chkpts/celeba/celeba_16.pt"
     manifest = {
         "command": "ddpm-lens visualize --num_samples 2 --output_dir out",
@@ -172,6 +218,7 @@ def write_run(
         "num_channels": 4,
         "norm": "channel",
         "match_channels": True,
+        "options": {"alpha": 0.05},
     }
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "README.md").write_text("# run\n")
@@ -241,17 +288,27 @@ def test_summary_matches_summarize(built):
     expected = summarize(rows, stats=report.SUMMARY_STATS, a="baseline", b="curriculum")
     assert data["statistics"] == list(report.SUMMARY_STATS)
     assert data["labels"] == {"baseline": "Baseline", "curriculum": HOSTILE_LABEL}
-    assert len(data["rows"]) == len(LAYERS) * len(CONDITIONS) * len(report.SUMMARY_STATS) == len(expected)
+    # every statistic in every cell, but noise robustness in none of the clean ones
+    cells = len(LAYERS) * len(CONDITIONS)
+    assert len(data["rows"]) == cells * len(report.SUMMARY_STATS) - len(LAYERS) == len(expected)
     for got, want in zip(data["rows"], expected):
         assert got.keys() == want.keys()
         for key, value in want.items():
             assert got[key] == pytest.approx(_finite(value)), key
-    # Known answer: sparsity differences 0.100 ... 0.105, all positive: exact two-sided p = 2 / 2**6.
+    # Known answer: sparsity differences 0.100 ... 0.111, all positive: exact two-sided p = 2 / 2**12,
+    # Holm over the 12 layer x condition cells of sparsity: 12 times that
     key = ("in_conv", "clean_t0", "sparsity")
     cell = next(r for r in data["rows"] if (r["layer"], r["condition"], r["statistic"]) == key)
-    assert cell["diff_mean"] == pytest.approx(0.1025)
-    assert (cell["n"], cell["agree_text"]) == (6, "6/6")
-    assert cell["p_value"] == pytest.approx(2 / 2**6)
+    assert cell["diff_mean"] == pytest.approx(0.1055)
+    assert (cell["n"], cell["agree_text"]) == (12, "12/12")
+    assert cell["p_value"] == pytest.approx(2 / 2**12)
+    assert cell["p_adjusted"] == pytest.approx(12 * 2 / 2**12)
+    assert cell["effect_size"] > 10  # d_z of a near-constant shift
+    robust = [r for r in data["rows"] if r["statistic"] == "noise_robustness"]
+    assert len(robust) == len(LAYERS) * 2  # no cell for the clean condition
+    assert data["unit"] == {"unit": "sample", "checkpoints": {"baseline": 1, "curriculum": 1}}
+    assert "Holm" in " ".join(data["decision_rule"])
+    assert -1 <= data["sparsity_vs_inverse_std"]["r"] <= 1
     csv_lines = (out / "summary.csv").read_text().splitlines()
     assert csv_lines[0].split(",")[:4] == ["layer", "condition", "t", "statistic"]
     assert len(csv_lines) == 1 + len(expected)
@@ -262,17 +319,36 @@ def test_hypotheses_match_known_answers(built):
     out, rows, _ = built
     data = json.loads((out / "hypotheses.json").read_text())
     verdicts = {h["id"]: h["verdict"] for h in data["hypotheses"]}
-    assert verdicts == {"H1": "supported", "H2": "supported", "H3": "supported", "H4": "not supported"}
+    assert verdicts == {"H1": "supported", "H2": "supported", "H3": "supported", "H4": "contradicted"}
     expected = hypotheses(rows, a="baseline", b="curriculum")
     assert [h["evidence"] for h in data["hypotheses"]] == [h["evidence"] for h in expected]
     assert len(data["hypotheses"][2]["details"]) == 2 * len(CONDITIONS)  # H3: encoder_level_0/1 only
+    assert data["alpha"] == 0.05 and data["hypotheses"][0]["statistic"] == "hoyer"
+    cell = data["hypotheses"][0]["details"][0]
+    for key in ("layer", "condition", "statistic", "n", "a_mean", "b_mean", "diff_mean", "p_value"):
+        assert key in cell
+    assert cell["favours_b"] is True and cell["p_adjusted"] < 0.05
+
+
+def test_alpha_from_the_caller_or_the_run(tmp_path):
+    write_run(tmp_path, stats=("hoyer",), cka=False, loss=False)
+    strict = report.build_report(tmp_path, alpha=1e-4)
+    verdicts = json.loads(strict["hypotheses.json"].read_text())
+    assert verdicts["alpha"] == 1e-4 and verdicts["hypotheses"][0]["verdict"] == "inconclusive"
+    assert "--stats_samples" in verdicts["hypotheses"][0]["evidence"]
+    with pytest.raises(UserError, match="alpha"):
+        report.build_report(tmp_path, alpha=2.0)
 
 
 def test_plots_written(built):
     out, _, written = built
     names = {k for k in written if k.startswith("plots/")}
     per_stat = {f"plots/{s}_by_{x}.png" for s in report.SUMMARY_STATS for x in ("layer", "timestep")}
-    assert names == per_stat | {"plots/cka_heatmap.png", "plots/cka_by_timestep.png"}
+    assert names == per_stat | {
+        "plots/cka_heatmap.png",
+        "plots/cka_by_timestep.png",
+        "plots/loss_by_timestep.png",
+    }
     for name in names:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(written)[-1] == "index.html"
@@ -283,6 +359,7 @@ def test_index_sections_in_viewing_order(built):
     ids = _links((out / "index.html").read_text()).ids
     order = [
         "run",
+        "loss",
         "hypotheses",
         "plots",
         "summary",
@@ -297,7 +374,13 @@ def test_index_sections_in_viewing_order(built):
     assert positions == sorted(positions)
     html = (out / "index.html").read_text()
     assert "3 · Noisy features at t = 500" in html
-    assert "n = 6 paired samples per layer × condition cell; figures are drawn for the first 2" in html
+    assert "n = 12 paired samples per layer × condition cell; figures are drawn for the first 2" in html
+    hypotheses_section = html[html.index('id="hypotheses"') : html.index('id="plots"')]
+    assert "these verdicts describe these two networks on these inputs" in hypotheses_section.lower()
+    assert "Decision rule." in hypotheses_section and "Holm" in hypotheses_section
+    assert "correlates r = " in hypotheses_section and "1/σ" in hypotheses_section
+    assert html.index('id="loss"') < html.index('id="hypotheses"')  # the loss plot near the top
+    assert "plots/loss_by_timestep.png" in html[html.index('id="loss"') : html.index('id="hypotheses"')]
 
 
 def test_index_escapes_hostile_text(built):
@@ -332,22 +415,30 @@ def test_index_states_cka_n(built):
     section = html[html.index('id="similarity"') : html.index('id="summary"')]
     row = re.search(r"<tr><td>encoder_level_1</td><td>clean_t0</td>(.*?)</tr>", section).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    # 8x8 maps: 6 images x 64 positions = 384 examples; CKA 0.9 - 0 - 0.1 * 2 = 0.7, biased + 0.05.
-    assert cells[:5] == ["0", "6", "384", "<strong>0.7</strong>", "0.75"]
-    assert cells[5].startswith("0.5")  # mean matched channel correlation
+    # 8x8 maps: 12 images x 64 positions = 768 examples; CKA 0.9 - 0 - 0.1 * 2 = 0.7 [0.65, 0.74],
+    # its null 0.2, so 0.5 above it; biased + 0.05.
+    assert cells[:3] == ["0", "12", "768"]
+    assert cells[3] == '<strong>0.7</strong> <span class="ci">[0.65, 0.74]</span>'
+    assert cells[4:7] == ["0.2", "0.5", "0.75"]
+    assert cells[7].startswith("0.5")  # mean matched channel correlation
+    assert "Same recipe, other seed" in section and "baseline_vs_baseline_1" in section
 
 
 def test_run_without_clean_condition_cka_or_some_statistics(tmp_path):
     conditions = (("noisy_t100", 100), ("noisy_t900", 900))
-    write_run(tmp_path, conditions=conditions, cka=False, stats=("sparsity",))
+    write_run(tmp_path, conditions=conditions, cka=False, stats=("hoyer", "noise_robustness"), loss=False)
+    for_rows = json.loads((tmp_path / "stats.json").read_text())
+    for r in for_rows["rows"]:
+        r["noise_robustness"] = None  # without a clean input it is not computed
+    (tmp_path / "stats.json").write_text(json.dumps(for_rows))
     written = report.build_report(tmp_path)
     assert sorted(k for k in written if k.startswith("plots/")) == [
-        "plots/sparsity_by_layer.png",
-        "plots/sparsity_by_timestep.png",
+        "plots/hoyer_by_layer.png",
+        "plots/hoyer_by_timestep.png",
     ]
-    assert json.loads((tmp_path / "summary.json").read_text())["statistics"] == ["sparsity"]
     verdicts = json.loads((tmp_path / "hypotheses.json").read_text())["hypotheses"]
     assert [h["verdict"] for h in verdicts] == ["supported", "supported", "not tested", "not tested"]
+    assert "--no_clean" in verdicts[3]["evidence"]
     html = (tmp_path / "index.html").read_text()
     assert "No clean condition in this run." in html
     assert "CKA was not computed" in html
@@ -380,10 +471,12 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: OUT has no stats.json") and err.count("\n") == 1
     out = tmp_path / "run"
-    write_run(out, conditions=CONDITIONS[:1], cka=False, stats=("sparsity",))
+    write_run(out, conditions=CONDITIONS[:1], cka=False, stats=("hoyer",), loss=False)
     assert main(["report", str(out), "--a", "baseline", "--b", "curriculum"]) == 0
     printed = capsys.readouterr().out
     assert "H1 supported" in printed
     assert str(out / "index.html") in printed
     assert main(["report", str(out), "--a", "curriculum", "--b", "baseline"]) == 0
-    assert "H1 not supported" in capsys.readouterr().out
+    assert "H1 contradicted" in capsys.readouterr().out
+    assert main(["report", str(out), "--alpha", "1e-9"]) == 0
+    assert "H1 inconclusive" in capsys.readouterr().out

@@ -129,6 +129,65 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
             assert np.abs(drawn - expected).max() <= 1 and (drawn == expected).mean() > 0.99, (p, k)
 
 
+def test_new_measures_are_over_all_channels_of_each_model(seed_run, tiny_pair):
+    from ddpm_lens.analysis import map_measures
+
+    rows = json.loads((seed_run / "stats.json").read_text())["rows"]
+    by_key = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in rows}
+    cmp = tiny_comparison(tiny_pair, num_samples=5)
+    for key in ("baseline", "curriculum"):
+        act = cmp.activations[key]["encoder_level_1"][2]  # (S, C, H, W) of sample 2
+        row = by_key[(2, "noisy_t500", "encoder_level_1", key)]
+        noisy, clean = act[2][None], act[0][None]
+        assert row["hoyer"] == pytest.approx(map_measures.hoyer(noisy)[0], rel=1e-6)
+        assert row["kurtosis"] == pytest.approx(map_measures.excess_kurtosis(noisy)[0], rel=1e-5)
+        assert row["hf_share"] == pytest.approx(map_measures.high_frequency_share(noisy)[0], rel=1e-5)
+        assert row["noise_robustness"] == pytest.approx(
+            map_measures.noise_robustness(noisy, clean)[0], rel=1e-5
+        )
+    assert all(r["noise_robustness"] is None for r in rows if r["condition"] == "clean_t0")
+    assert all(isinstance(r["noise_robustness"], float) for r in rows if r["condition"] != "clean_t0")
+    assert all(r["checkpoint"] == 0 for r in rows)
+    header = (seed_run / "stats.csv").read_text().splitlines()[0].split(",")
+    assert {
+        "checkpoint",
+        "hoyer",
+        "kurtosis",
+        "hf_share",
+        "noise_robustness",
+        "edge_energy",
+        "autocorr",
+    } <= set(header)
+
+
+def test_several_checkpoints_per_arm_from_the_command_line(tiny_pair, tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    extra = write_tiny_checkpoint(tmp_path / "tiny_c_2.pt", config="configs/tiny_c.json", seed=7)
+    out = tmp_path / "o"
+    args = small_command(tiny_pair, out)
+    args[args.index("--curriculum_ckpt") + 1 : args.index("--curriculum_ckpt") + 2] = [
+        str(tiny_pair[1]),
+        str(extra),
+    ]
+    assert main(args) == 0
+    rows = json.loads((out / "stats.json").read_text())["rows"]
+    assert {(r["model"], r["checkpoint"]) for r in rows} == {
+        ("baseline", 0),
+        ("curriculum", 0),
+        ("curriculum", 1),
+    }
+    cka = list(csv.DictReader((out / "cka.csv").read_text().splitlines()))
+    assert {r["pair"] for r in cka} == {"baseline_vs_curriculum", "curriculum_vs_curriculum_1"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(m["key"], m["index"]) for m in manifest["models"]] == [
+        ("baseline", 0),
+        ("curriculum", 0),
+        ("curriculum", 1),
+    ]
+    assert len(list(out.rglob("*_baseline_vs_curriculum.png"))) == 2 * 4 * 2  # the pair's figures only
+
+
 def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
     assert main([*small_command(tiny_pair, tmp_path), "--match_channels"]) == 0
     rows = json.loads((tmp_path / "stats.json").read_text())["rows"]
@@ -224,7 +283,7 @@ def test_run_files(seed_run):
     assert {"shown_mean", "shown_sparsity", "edge_energy", "autocorr", "shown_channels", "figure"} <= set(row)
     cka = list(csv.DictReader((seed_run / "cka.csv").read_text().splitlines()))
     assert len(cka) == 24 and all(-1 <= float(r["cka_biased"]) <= 1 for r in cka)
-    assert int(cka[0]["n_samples"]) == 5 and int(cka[0]["n_examples"]) == 5 * 32 * 32
+    assert int(cka[0]["n_images"]) == 5 and int(cka[0]["n_examples"]) == 5 * 32 * 32
     readme = (seed_run / "README.md").read_text()
     assert "**Total**: 140 visualization files" in readme and "all channels of the layer" in readme
     assert "| `bottleneck` | (64, 4, 4) | (64, 4, 4) |" in readme
@@ -296,6 +355,7 @@ def test_options_change_what_is_drawn(tiny_pair, tmp_path):
     assert all(len(r["matched_channels"]) == 10 and len(set(r["matched_channels"])) == 10 for r in matched)
     assert all(-1 <= r["matched_corr"] <= 1 for r in matched)
     assert all(r["figure"] is None for r in rows if r["sample"] >= 2)
+    assert all(r["noise_robustness"] is None for r in rows)  # --no_clean: nothing to compare with
 
 
 def test_user_images(tiny_pair, tmp_path):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddpm_lens.analysis.denoising_loss import loss_by_t
 from ddpm_lens.analysis.inputs import Condition
 from ddpm_lens.analysis.model_pair import MODEL_KEYS
 from ddpm_lens.analysis.options import VisualizeOptions, visualize_options
@@ -43,7 +44,7 @@ def compare_features(options: VisualizeOptions | None = None, /, **fields: Any) 
     plan = build_plan(visualize_options(options, **fields))
     chunks: list[Chunk] = []
     result = run_stream(plan, timings=Timings(), sink=chunks.append, keep_activations=True)
-    return Comparison.from_chunks(plan, chunks, result.cka)
+    return Comparison.from_chunks(plan, chunks, result.cka, loss_by_t(plan))
 
 
 @dataclass
@@ -60,9 +61,10 @@ class Comparison:
     rows: list[dict]
     cka: list[dict]
     models: list[dict]
+    loss_by_t: list[dict]  # with loss_timesteps: each model's denoising loss per t (else empty)
 
     @classmethod
-    def from_chunks(cls, plan: Plan, chunks: list[Chunk], cka: list[dict]) -> Comparison:
+    def from_chunks(cls, plan: Plan, chunks: list[Chunk], cka: list[dict], loss: list[dict]) -> Comparison:
         def gather(field: str) -> dict[str, dict[str, np.ndarray]]:
             return {
                 k: {l: np.concatenate([getattr(c.layers[k][l], field) for c in chunks]) for l in plan.layers}
@@ -70,7 +72,7 @@ class Comparison:
             }
 
         return cls(
-            labels=tuple(m.label for m in plan.models),
+            labels=tuple(m.label for m in plan.pair),
             conditions=plan.conditions,
             layers=plan.layers,
             images=torch.cat([c.x0 for c in chunks]),
@@ -80,4 +82,5 @@ class Comparison:
             rows=[r for c in chunks for r in c.rows],
             cka=cka,
             models=[m.describe() for m in plan.models],
+            loss_by_t=loss,
         )

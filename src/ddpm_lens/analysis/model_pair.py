@@ -1,11 +1,14 @@
-"""The two models of a comparison: configs, architectures and files checked first, then the weights.
+"""The models of a comparison: configs, architectures and files checked first, then the weights.
 
-:func:`open_pair` reads both files (memory-mapped, weights only: their index of tensors, not
-the tensors' bytes), both configs (given, or carried by the file), builds both architectures
-on the meta device and checks that each file fits its architecture, so a bad file, config
-or layer name of either model, and then the data, is reported before any weights are
-copied. :func:`load_pair` then copies the weights into the models; with a
-:class:`~ddpm_lens.analysis.prefetch.Prefetch` the second copy runs in the background.
+Two arms, baseline and curriculum, each of one or more checkpoints (training runs of one
+recipe). The first of each arm is *the pair* the figures draw; :func:`arm_models` orders
+them baseline 0, curriculum 0, then the other baseline and curriculum checkpoints.
+:func:`open_pair` reads every file (memory-mapped, weights only: their index of tensors, not
+the tensors' bytes), every config (given, or carried by the file), builds every architecture
+on the meta device and checks that each file fits its architecture, so a bad file, config or
+layer name of any model, and then the data, is reported before any weights are copied.
+:func:`load_pair` then copies the weights into the models; with a
+:class:`~ddpm_lens.analysis.prefetch.Prefetch` all but the first copy run in the background.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ class LoadedModel:
     loaded: Future | None  # -> (UNet with weights, Weights); None until load_pair
     digest: Future  # the checkpoint file's SHA-256
     pending: Weights | None = None  # read and checked by open_pair, copied into a model by load_pair
+    index: int = 0  # which checkpoint of its arm: the rows' "checkpoint"; 0 draws the figures
+
+    @property
+    def id(self) -> str:
+        """Unique in a run: the arm for its first checkpoint ("baseline"), else "baseline_1", ..."""
+        return self.key if self.index == 0 else f"{self.key}_{self.index}"
 
     @property
     def model(self) -> UNet:
@@ -62,6 +71,7 @@ class LoadedModel:
     def describe(self) -> dict:
         return {
             "key": self.key,
+            "index": self.index,
             "label": self.label,
             "checkpoint": self.weights.path,
             "sha256": self.sha256,
@@ -74,22 +84,35 @@ class LoadedModel:
         }
 
 
+def arm_models(
+    ckpts: Sequence[Sequence[str]], configs: Sequence[Sequence[str] | None], labels: Sequence[str]
+) -> list[tuple[str, int, str, str, str | None]]:
+    """(key, index, label, checkpoint, config) of every model, the pair first: ``ckpts`` and
+    ``configs`` hold one sequence per arm (configs: one per checkpoint, or None)."""
+    specs = []
+    for key, label, arm, arm_configs in zip(MODEL_KEYS, labels, ckpts, configs):
+        for i, ckpt in enumerate(arm):
+            name = label if i == 0 else f"{label} {i + 1}"
+            specs.append((key, i, name, ckpt, arm_configs[i] if arm_configs else None))
+    return sorted(specs, key=lambda s: (s[1] > 0, s[1] > 0 and s[0] != MODEL_KEYS[0], s[1]))
+
+
 def open_pair(
     *,
-    ckpts: Sequence[str],
-    configs: Sequence[str | None],
+    ckpts: Sequence[Sequence[str]],
+    configs: Sequence[Sequence[str] | None],
     labels: Sequence[str],
     use_ema: bool,
     device: torch.device,
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
 ) -> list[LoadedModel]:
-    """Both models' files, configs and architectures, each file checked against its
-    architecture; nothing is copied out of the files yet (``device`` is where
-    :func:`load_pair` will put the weights)."""
+    """Every model's file, config and architecture (:func:`arm_models`' order), each file
+    checked against its architecture; nothing is copied out of the files yet (``device`` is
+    where :func:`load_pair` will put the weights)."""
     timings = timings or Timings()
     out = []
-    for key, label, ckpt, config in zip(MODEL_KEYS, labels, ckpts, configs):
+    for key, index, label, ckpt, config in arm_models(ckpts, configs, labels):
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         tic = time.perf_counter()
         weights = load_weights(ckpt, use_ema=use_ema)
@@ -99,7 +122,7 @@ def open_pair(
         check_mask_buffers(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         check_fit(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         timings.add("load", time.perf_counter() - tic)
-        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights))
+        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights, index))
     return out
 
 
@@ -111,7 +134,8 @@ def load_pair(
     timings: Timings | None = None,
 ) -> None:
     """Copy the weights :func:`open_pair` read into the models: the first in the foreground,
-    the second in the background when ``prefetch`` is given (``LoadedModel.model`` waits for it)."""
+    the others in the background, in order, when ``prefetch`` is given (``LoadedModel.model``
+    waits for them)."""
     timings = timings or Timings()
     for i, m in enumerate(models):
         if m.loaded is not None:

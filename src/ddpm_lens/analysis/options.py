@@ -32,14 +32,28 @@ def option(default: Any = None, *, help: str, group: str, **flag: Any) -> Any:
 @dataclass(frozen=True)
 class VisualizeOptions:
     # models
-    baseline_ckpt: str | None = option(
-        help="baseline checkpoint (ddpm-torch, study or ddpm-lens file)", group="models", required=True
+    baseline_ckpt: tuple[str, ...] | None = option(
+        help="baseline checkpoint(s) (ddpm-torch, study or ddpm-lens files). Several = several training "
+        "runs of one recipe (e.g. seeds): figures show the first; with two or more per arm the "
+        "statistics compare checkpoints (per-checkpoint means, Welch's test), not images",
+        group="models",
+        required=True,
+        nargs="+",
+        metavar="CKPT",
     )
-    curriculum_ckpt: str | None = option(help="curriculum checkpoint", group="models", required=True)
-    config_baseline: str | None = option(
-        help="baseline JSON config (optional for ddpm-lens checkpoints, which carry theirs)", group="models"
+    curriculum_ckpt: tuple[str, ...] | None = option(
+        help="curriculum checkpoint(s), likewise", group="models", required=True, nargs="+", metavar="CKPT"
     )
-    config_curriculum: str | None = option(help="curriculum JSON config (likewise optional)", group="models")
+    config_baseline: tuple[str, ...] | None = option(
+        help="baseline JSON config: one for every baseline checkpoint, or one per checkpoint (optional "
+        "for ddpm-lens checkpoints, which carry theirs)",
+        group="models",
+        nargs="+",
+        metavar="CONFIG",
+    )
+    config_curriculum: tuple[str, ...] | None = option(
+        help="curriculum JSON config(s), likewise", group="models", nargs="+", metavar="CONFIG"
+    )
     use_ema: bool = option(
         True,
         help="use the EMA weights (ema.shadow) where the checkpoint has them",
@@ -116,6 +130,19 @@ class VisualizeOptions:
         group="statistics",
         metavar="N",
     )
+    alpha: float = option(
+        0.05, help="significance level of the decision rule (Holm-adjusted p < alpha)", group="statistics"
+    )
+    loss_timesteps: int = option(
+        0,
+        help="denoising loss vs t: each model's loss on the statistics images at N timesteps spread over "
+        "[0, T) (loss_by_t.csv and a plot); bare flag = 20. Off by default: it runs N full forward passes "
+        "per image and model, about N/2 times the seed job's forward time",
+        group="statistics",
+        nargs="?",
+        const=20,
+        metavar="N",
+    )
     device: str = option("auto", help="auto, cpu, cuda or cuda:N; no CUDA falls back to the CPU", group="run")
     report: bool = option(True, help="skip summary, plots and index.html", group="run", flag="--no_report")
     progress: bool = option(True, help="no progress bar", group="run", flag="--no_progress")
@@ -127,9 +154,21 @@ class VisualizeOptions:
     )
 
     def resolved(self) -> VisualizeOptions:
-        """These options checked, with ``num_samples`` and ``stats_samples`` filled in."""
+        """These options checked, with ``num_samples`` and ``stats_samples`` filled in and the
+        checkpoint and config fields as tuples (one config per checkpoint, or none)."""
         if not self.baseline_ckpt or not self.curriculum_ckpt:
             raise UserError("both --baseline_ckpt and --curriculum_ckpt are needed")
+        arms = {}
+        for arm in ("baseline", "curriculum"):
+            ckpts = _paths(getattr(self, f"{arm}_ckpt"))
+            configs = _paths(getattr(self, f"config_{arm}"))
+            if configs and len(configs) not in (1, len(ckpts)):
+                raise UserError(
+                    f"--config_{arm} takes one config or one per checkpoint ({len(ckpts)}), "
+                    f"got {len(configs)}"
+                )
+            arms[f"{arm}_ckpt"] = ckpts
+            arms[f"config_{arm}"] = (configs * len(ckpts) if len(configs) == 1 else configs) or None
         images = self.images
         if isinstance(images, str):
             images = (images,)
@@ -161,10 +200,15 @@ class VisualizeOptions:
             raise UserError(
                 "nothing to compare: --no_clean and --no_noisy together leave no condition; drop one"
             )
+        if not 0 < self.alpha < 1:
+            raise UserError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if self.loss_timesteps < 0:
+            raise UserError(f"--loss_timesteps must be 0 (off) or more, got {self.loss_timesteps}")
         if isinstance(images, Sequence):
             images = tuple(images)
         return dataclasses.replace(
             self,
+            **arms,
             images=images,
             num_samples=num_samples,
             stats_samples=stats_samples,
@@ -184,6 +228,15 @@ class VisualizeOptions:
                 value = list(value)
             out[f.name] = value
         return out
+
+
+def _paths(value) -> tuple[str, ...]:
+    """One path or several as a tuple of strings (None: empty)."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return (str(value),)
+    return tuple(str(v) for v in value)
 
 
 def visualize_options(options: VisualizeOptions | None = None, **overrides: Any) -> VisualizeOptions:

@@ -1,5 +1,12 @@
-"""What is accumulated across chunks for the pair: CKA and channel correlations per layer x
-condition, and the one-to-one channel matching that ``--match_channels`` draws."""
+"""What is accumulated across chunks: CKA per compared pair x layer x condition (with its
+bootstrap interval over images and its mismatched-image null, :mod:`~ddpm_lens.analysis.image_cka`),
+channel correlations of the pair, and the one-to-one channel matching that
+``--match_channels`` draws.
+
+The compared pairs: baseline vs curriculum (the first checkpoint of each arm), and, for an arm
+with two or more checkpoints, its first against its second: "same recipe, other seed", the
+reference that says how much CKA two trainings of one recipe share.
+"""
 
 from __future__ import annotations
 
@@ -7,62 +14,70 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ddpm_lens.analysis.image_cka import MAIN_PAIR, ImageCKA
 from ddpm_lens.analysis.model_pair import MODEL_KEYS
-from ddpm_lens.analysis.similarity import CKAAccumulator, CorrelationAccumulator, assign_channels
+from ddpm_lens.analysis.similarity import CorrelationAccumulator, assign_channels
 
 if TYPE_CHECKING:
     from ddpm_lens.analysis.plan import Plan
     from ddpm_lens.analysis.stream import Chunk
 
 
+def compared_pairs(plan: Plan) -> list[tuple[str, str, str]]:
+    """(pair name, model id a, model id b): the pair, then each arm's first vs second checkpoint."""
+    pairs = [(MAIN_PAIR, *MODEL_KEYS)]
+    ids = {m.id for m in plan.models}
+    for key in MODEL_KEYS:
+        if f"{key}_1" in ids:
+            pairs.append((f"{key}_vs_{key}_1", key, f"{key}_1"))
+    return pairs
+
+
 class PairAccumulators:
-    """CKA and channel correlations per layer x condition, streamed over chunks."""
+    """CKA of every compared pair and the pair's channel correlations per layer x condition,
+    streamed over chunks."""
 
     def __init__(self, plan: Plan, *, cka: bool = True, match: bool = False):
         self.plan, self.want_cka, self.match = plan, cka, match
-        self.cka: dict[tuple[str, str], CKAAccumulator] = {}
+        self.pairs = compared_pairs(plan)
+        self.cka: dict[tuple[str, str, str], ImageCKA] = {}  # (pair, layer, condition)
         self.corr: dict[tuple[str, str], CorrelationAccumulator] = {}
-        self.positions: dict[str, int] = {}  # layer -> H*W, to turn examples back into samples
         self.skipped: set[str] = set()
 
     def update(self, chunk: Chunk) -> None:
-        a, b = (chunk.layers[k] for k in MODEL_KEYS)
         num_samples = self.plan.options.num_samples
         for layer in self.plan.layers:
-            xa, xb = a[layer].acts, b[layer].acts
-            if xa.shape[-2:] != xb.shape[-2:]:
-                self.skipped.add(layer)  # different spatial grids: no paired examples
-                continue
-            self.positions[layer] = int(xa.shape[-1] * xa.shape[-2])
-            for s, cond in enumerate(self.plan.conditions):
-                x, y = example_rows(xa[:, s]), example_rows(xb[:, s])  # (n, H*W, C)
-                key = (layer, cond.name)
-                if self.want_cka:
-                    self.cka.setdefault(key, CKAAccumulator(x.shape[-1], y.shape[-1])).update(x, y)
-                if self.match and chunk.first < num_samples:
-                    n_fig = num_samples - chunk.first  # samples with figures in this chunk
-                    self.corr.setdefault(key, CorrelationAccumulator(x.shape[-1], y.shape[-1])).update(
-                        x[:n_fig].reshape(-1, x.shape[-1]), y[:n_fig].reshape(-1, y.shape[-1])
-                    )
+            for name, id_a, id_b in self.pairs:
+                xa, xb = chunk.layers[id_a][layer].acts, chunk.layers[id_b][layer].acts
+                if xa.shape[-2:] != xb.shape[-2:]:
+                    self.skipped.add(layer)  # different spatial grids: no paired examples
+                    continue
+                for s, cond in enumerate(self.plan.conditions):
+                    x, y = example_rows(xa[:, s]), example_rows(xb[:, s])  # (n, H*W, C)
+                    if self.want_cka:
+                        acc = self.cka.get((name, layer, cond.name))
+                        if acc is None:
+                            acc = ImageCKA(x.shape[-1], y.shape[-1], images=self.plan.options.stats_samples)
+                            self.cka[(name, layer, cond.name)] = acc
+                        for i in range(len(x)):
+                            acc.update(chunk.first + i, x[i], y[i])
+                    if self.match and name == MAIN_PAIR and chunk.first < num_samples:
+                        n_fig = num_samples - chunk.first  # samples with figures in this chunk
+                        key = (layer, cond.name)
+                        corr = self.corr.setdefault(key, CorrelationAccumulator(x.shape[-1], y.shape[-1]))
+                        corr.update(x[:n_fig].reshape(-1, x.shape[-1]), y[:n_fig].reshape(-1, y.shape[-1]))
 
     def cka_rows(self) -> list[dict]:
+        """One row per pair x layer x condition: the pair first, the references after it."""
         rows = []
-        for layer in self.plan.layers:
-            for cond in self.plan.conditions:
-                acc = self.cka.get((layer, cond.name))
-                if acc is None:
-                    continue
-                rows.append(
-                    {
-                        "layer": layer,
-                        "condition": cond.name,
-                        "t": cond.t,
-                        "n_samples": acc.n // self.positions[layer],
-                        "n_examples": acc.n,
-                        "cka_debiased": acc.result(debiased=True) if acc.n >= 4 else float("nan"),
-                        "cka_biased": acc.result(debiased=False),
-                    }
-                )
+        for name, id_a, id_b in self.pairs:
+            for layer in self.plan.layers:
+                for cond in self.plan.conditions:
+                    acc = self.cka.get((name, layer, cond.name))
+                    if acc is None:
+                        continue
+                    head = {"pair": name, "a": id_a, "b": id_b, "layer": layer, "condition": cond.name}
+                    rows.append({**head, "t": cond.t, **acc.result()})
         return rows
 
     def matcher(self) -> dict[tuple[str, str], np.ndarray]:
@@ -79,7 +94,11 @@ def example_rows(act: np.ndarray) -> np.ndarray:
 def match_chunk(chunk: Chunk, corr: dict[tuple[str, str], np.ndarray], plan: Plan) -> None:
     """Reorder the curriculum's shown channels of the chunk's figure samples by a one-to-one
     assignment to the baseline's shown channels; record it in the curriculum rows."""
-    rows = {(r["sample"], r["condition"], r["layer"]): r for r in chunk.rows if r["model"] == "curriculum"}
+    rows = {
+        (r["sample"], r["condition"], r["layer"]): r
+        for r in chunk.rows
+        if r["model"] == "curriculum" and not r["checkpoint"]
+    }
     names = [c.name for c in plan.conditions]
     for (layer, cname), matrix in corr.items():
         s = names.index(cname)

@@ -29,7 +29,7 @@ from ddpm_lens.util.errors import UserError, warn
 @dataclass
 class Plan:
     options: VisualizeOptions  # resolved: num_samples and stats_samples are set
-    models: list[LoadedModel]
+    models: list[LoadedModel]  # the pair (baseline 0, curriculum 0) first, then other checkpoints
     conditions: list[Condition]
     layers: list[str]  # resolved layer names both models have
     device: torch.device
@@ -39,6 +39,11 @@ class Plan:
     @property
     def samples_per_chunk(self) -> int:
         return max(1, self.options.batch_size // len(self.conditions))
+
+    @property
+    def pair(self) -> list[LoadedModel]:
+        """The first checkpoint of each arm: what the figures draw."""
+        return self.models[:2]
 
 
 def check_request(
@@ -104,8 +109,8 @@ def build_plan(
     )
     _warn_narrow(models, names, opts.num_channels)
     base_cfg = models[0].config
-    if models[1].config.diffusion != base_cfg.diffusion:
-        warn("the two configs' diffusion settings differ; both models get inputs noised with the baseline's")
+    if any(m.config.diffusion != base_cfg.diffusion for m in models[1:]):
+        warn("the configs' diffusion settings differ; every model gets inputs noised with the baseline's")
     tic = time.perf_counter()
     source = image_source(
         opts.images,

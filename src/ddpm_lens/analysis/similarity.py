@@ -119,9 +119,9 @@ class CKAAccumulator:
         else:
             if self.n == 0:
                 raise ValueError("CKA of no rows; call update() with data first")
-            xy = _centred_frobenius_sq(self._xty, self._sx, self._sy, self.n)
-            xx = _centred_frobenius_sq(self._xtx, self._sx, self._sx, self.n)
-            yy = _centred_frobenius_sq(self._yty, self._sy, self._sy, self.n)
+            xy = centred_frobenius_sq(self._xty, self._sx, self._sy, self.n)
+            xx = centred_frobenius_sq(self._xtx, self._sx, self._sx, self.n)
+            yy = centred_frobenius_sq(self._yty, self._sy, self._sy, self.n)
         if xx <= 0 or yy <= 0:
             return float("nan")
         return float(xy / np.sqrt(xx * yy))
@@ -148,7 +148,7 @@ def _shifted_rows(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return out.reshape(-1, x.shape[-1])
 
 
-def _centred_frobenius_sq(cross: np.ndarray, sa: np.ndarray, sb: np.ndarray, n: int) -> float:
+def centred_frobenius_sq(cross: np.ndarray, sa: np.ndarray, sb: np.ndarray, n: int) -> float:
     """||A_c^T B_c||_F^2 from cross = A^T B and column sums sa, sb (A_c^T B_c = A^T B - sa sb^T / n)."""
     centred = cross - np.outer(sa, sb) / n
     return float(np.sum(centred * centred))

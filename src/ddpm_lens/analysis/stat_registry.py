@@ -23,6 +23,7 @@ class Statistic:
     percent: bool = False  # stored as a fraction, shown in percent
     layer_moment: bool = False  # one of the pooled layer moments: also over the shown channels (shown_*)
     summarized: bool = True  # in summary.csv, the plots and the report
+    noisy_only: bool = False  # compares a noisy condition with the clean one: None in clean rows
 
 
 STATISTICS: tuple[Statistic, ...] = (
@@ -53,6 +54,38 @@ STATISTICS: tuple[Statistic, ...] = (
         layer_moment=True,
     ),
     Statistic(
+        "hoyer",
+        "Hoyer sparseness",
+        "Hoyer sparseness (0 = dense, 1 = one-hot)",
+        "Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) of each sample's activations over all "
+        "channels and positions (0 for a constant vector, 1 for a one-hot one; unchanged by scaling; "
+        "higher = sparser)",
+    ),
+    Statistic(
+        "kurtosis",
+        "Excess kurtosis",
+        "excess kurtosis",
+        "excess kurtosis m₄/m₂² − 3 of each sample's activations over all channels and positions "
+        "(0 for a Gaussian; higher = heavier tails, a few large activations)",
+    ),
+    Statistic(
+        "hf_share",
+        "High-frequency power share",
+        "power share above half Nyquist",
+        "share of each map's 2-D power spectrum (mean removed) at radial frequency above half the "
+        "Nyquist frequency (0.25 cycles/pixel), averaged over all channels (white noise 0.80, smooth "
+        "fields near 0; higher = sharper, more edge-like responses)",
+    ),
+    Statistic(
+        "noise_robustness",
+        "Noise robustness",
+        "corr(noisy, clean) per channel",
+        "mean over all channels of the Pearson r between the model's map on the noisy input at t and "
+        "its map on the clean input of the same sample (1 = the noise left the features unchanged; "
+        "higher = less noisy); needs the clean condition, not defined for it",
+        noisy_only=True,
+    ),
+    Statistic(
         "edge_energy",
         "Edge energy",
         "edge energy (mean sq. gradient)",
@@ -74,7 +107,7 @@ SUMMARIZED = tuple(s.name for s in STATISTICS if s.summarized)
 PERCENT = tuple(s.name for s in STATISTICS if s.percent)
 PANEL_STATS = ("mean", "std", "sparsity")  # printed above each panel of a figure, as the seed does
 # the order of the report's plots: the hypotheses' statistics first
-PLOT_ORDER = ("sparsity", "edge_energy", "autocorr", "mean_abs", "mean", "std")
+PLOT_ORDER = ("hoyer", "sparsity", "hf_share", "noise_robustness", "kurtosis", "edge_energy", "autocorr")
 
 
 def statistic(name: str) -> Statistic:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddpm_lens.analysis import stats
-from ddpm_lens.analysis.inputs import make_inputs
+from ddpm_lens.analysis import map_measures, stats
+from ddpm_lens.analysis.inputs import Condition, make_inputs
 from ddpm_lens.analysis.model_pair import layout
 from ddpm_lens.analysis.pair_accumulators import PairAccumulators, match_chunk
 from ddpm_lens.analysis.plan import Plan
@@ -67,12 +67,12 @@ class LayerMaps:
 
 @dataclass
 class Chunk:
-    """One group of samples through both models."""
+    """One group of samples through every model."""
 
     first: int  # index of its first sample
     x0: torch.Tensor  # (n, 3, H, W) clean images in [-1, 1]
-    inputs: torch.Tensor  # (n, S, 3, H, W) what both models received per condition
-    layers: dict[str, dict[str, LayerMaps]]  # model key -> layer -> its maps
+    inputs: torch.Tensor  # (n, S, 3, H, W) what every model received per condition
+    layers: dict[str, dict[str, LayerMaps]]  # model id ("baseline", "baseline_1", ...) -> layer -> maps
     rows: list[dict]
 
     def drop_activations(self) -> None:
@@ -106,7 +106,7 @@ def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> It
             flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
             timings.add("forward", time.perf_counter() - tic)
             tic = time.perf_counter()
-            layers[m.key] = {}
+            layers[m.id] = {}
             for layer, a in flat.items():
                 summary = stats.channel_summary(a, opts.threshold)
                 if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
@@ -117,9 +117,12 @@ def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> It
                     )
                 idx = summary.top_channels(opts.num_channels)  # (n*S, K)
                 picked, u = shown_maps(a, idx)
-                rows += stats_rows(plan, m.key, layer, a.shape[1:], summary, idx, picked, u, first)
+                measures = layer_measures(a, summary, plan.conditions)
+                rows += stats_rows(
+                    plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first, m.index
+                )
                 split = (count, n_cond)
-                layers[m.key][layer] = LayerMaps(
+                layers[m.id][layer] = LayerMaps(
                     acts=a.reshape(*split, *a.shape[1:]),
                     shown=idx.reshape(*split, -1),
                     maps=picked.reshape(*split, *picked.shape[1:]),
@@ -179,20 +182,53 @@ def shown_maps(a: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return picked, u
 
 
+def layer_measures(
+    acts: np.ndarray, summary: stats.ChannelSummary, conditions: Sequence[Condition]
+) -> dict[str, np.ndarray]:
+    """The :mod:`~ddpm_lens.analysis.map_measures` of one model's layer over a chunk, (n*S,) each,
+    over all channels (so both models are scored on the same channel set, whatever they show).
+
+    ``acts`` (n*S, C, H, W) is ordered sample-major, condition-minor, as the chunk's inputs.
+    ``noise_robustness`` compares each noisy condition with the clean condition of the same
+    sample; it is NaN for the clean rows, and everywhere when the clean condition is not run.
+    """
+    n_cond = len(conditions)
+    out = {
+        "hoyer": map_measures.hoyer_from_moments(summary.mean_abs, summary.mean, summary.var, summary.size),
+        "kurtosis": map_measures.excess_kurtosis(acts),
+        "hf_share": map_measures.high_frequency_share(acts, mean=summary.mean, var=summary.var),
+    }
+    robust = np.full((len(acts) // n_cond, n_cond), np.nan)  # (n, S)
+    clean = next((s for s, c in enumerate(conditions) if not c.noisy), None)
+    if clean is not None:
+        by_cond = [v.reshape(-1, n_cond, *v.shape[1:]) for v in (acts, summary.mean, summary.var)]
+        a, mean, var = by_cond
+        for s, cond in enumerate(conditions):
+            if cond.noisy:
+                moments = (mean[:, s], var[:, s], mean[:, clean], var[:, clean])
+                robust[:, s] = map_measures.noise_robustness(a[:, s], a[:, clean], stats=moments)
+    out["noise_robustness"] = robust.reshape(-1)
+    return out
+
+
 def stats_rows(
     plan: Plan,
     key: str,
     layer: str,
     shape: tuple[int, ...],
     summary: stats.ChannelSummary,
+    measures: dict[str, np.ndarray],
     idx: np.ndarray,
     maps: np.ndarray,
     normed: np.ndarray,
     first: int,
+    checkpoint: int = 0,
 ) -> list[dict]:
-    """Statistics rows for one model and layer over a chunk of n*S inputs: ``idx`` (n*S, K)
-    shown channels, ``maps`` (n*S, K, H, W) their activations and ``normed`` the same
-    scaled for display. Field names are those of :mod:`ddpm_lens.analysis.stat_registry`."""
+    """Statistics rows for one model (arm ``key``, its ``checkpoint``) and layer over a chunk of
+    n*S inputs: ``measures`` from
+    :func:`layer_measures`, ``idx`` (n*S, K) shown channels, ``maps`` (n*S, K, H, W) their
+    activations and ``normed`` the same scaled for display. Field names are those of
+    :mod:`ddpm_lens.analysis.stat_registry`; a measure that is not defined (NaN) is None."""
     s = stats.batch_layer_stats(shown=idx, summary=summary)
     k = maps.shape[1]
     edge = stats.gradient_energy(normed.reshape(-1, *normed.shape[2:])).reshape(-1, k).mean(axis=1)
@@ -207,11 +243,19 @@ def stats_rows(
             "t": cond.t,
             "layer": layer,
             "model": key,
+            "checkpoint": checkpoint,
             "shape": list(shape),
         }
         row.update({name: float(v[j]) for name, v in s.items()})
+        row.update({name: _number(v[j]) for name, v in measures.items()})
         row.update(
             {"edge_energy": float(edge[j]), "autocorr": float(auto[j]), "shown_channels": idx[j].tolist()}
         )
         out.append(row)
     return out
+
+
+def _number(value) -> float | None:
+    """A row value: a float, or None where the measure is not defined."""
+    value = float(value)
+    return None if np.isnan(value) else value

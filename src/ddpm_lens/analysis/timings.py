@@ -11,6 +11,7 @@ class Timings:
     load: float = 0.0
     forward: float = 0.0
     stats: float = 0.0
+    loss: float = 0.0  # the denoising loss at --loss_timesteps
     render: float = 0.0
     write: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)

@@ -9,7 +9,8 @@ and a Curriculum model trained with ``ddpm-lens train`` on the built-in syntheti
 
 The demo models are tiny and briefly trained: they illustrate the tool, not the science.
 Their shallow layers have 32 channels, so the demo draws 32 channels per panel in 6x6 grids
-(the study's 64 in 8x8 apply to the full-size CelebA-64 models).
+(the study's 64 in 8x8 apply to the full-size CelebA-64 models). Being small, they also get the
+denoising loss at 20 timesteps (``--loss_timesteps``, off in ``visualize`` by default).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         "synthetic-faces",
         "--split",
         "test",
+        "--loss_timesteps",
+        "20",
         "--output_dir",
         args.output_dir,
         "--device",

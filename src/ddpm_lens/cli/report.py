@@ -31,6 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="model key of the model compared against it (default: curriculum)",
     )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="significance level of the decision rule (default: the run's --alpha, else 0.05)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ddpm_lens.output.report import build_report
 
-    written = build_report(args.out, a=args.a, b=args.b)
+    written = build_report(args.out, a=args.a, b=args.b, alpha=args.alpha)
     verdicts = json.loads(written["hypotheses.json"].read_text(encoding="utf-8"))["hypotheses"]
     for h in verdicts:
         print(f"{h['id']} {h['verdict']}: {h['claim']}")

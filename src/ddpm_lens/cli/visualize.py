@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     # Hash the checkpoints for the manifest on the second core while torch is imported below.
-    prefetch = Prefetch((args.baseline_ckpt, args.curriculum_ckpt) if args.prefetch else ())
+    prefetch = Prefetch([*args.baseline_ckpt, *args.curriculum_ckpt] if args.prefetch else ())
 
     from ddpm_lens.analysis.options import VisualizeOptions
     from ddpm_lens.cli.option_flags import options_from_args

@@ -71,7 +71,11 @@ class FigureWriter:
     def _jobs(self, chunk: Chunk) -> list:
         plan = self.plan
         figures = min(len(chunk.x0), plan.options.num_samples - chunk.first)
-        rows = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in chunk.rows}
+        rows = {
+            (r["sample"], r["condition"], r["layer"], r["model"]): r
+            for r in chunk.rows
+            if not r["checkpoint"]
+        }
         jobs = []
         for i in range(max(figures, 0)):
             g = chunk.first + i

@@ -55,7 +55,7 @@ def build_manifest(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "models": [m.describe() for m in plan.models],
-        "configs": {m.key: m.config.to_dict() for m in plan.models},
+        "configs": {m.id: m.config.to_dict() for m in plan.models},
         "conditions": [{"name": c.name, "t": c.t} for c in plan.conditions],
         "timesteps": [c.t for c in plan.conditions if c.noisy],
         "layers": plan.layers,

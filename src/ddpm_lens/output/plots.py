@@ -5,9 +5,11 @@ writes it atomically to ``path`` (PNG) and returns the ``Figure`` (for inspectio
 
 - :func:`stat_vs_layer` / :func:`stat_vs_timestep` read :func:`ddpm_lens.analysis.summary.summarize`
   rows: per layer x condition, each model's mean over samples and its 95 % interval.
-- :func:`cka_heatmap` / :func:`cka_vs_timestep` read the visualizer's CKA rows
-  (``layer``, ``condition``, ``t``, ``n_samples``, ``n_examples``, ``cka_debiased``,
-  ``cka_biased``).
+- :func:`cka_heatmap` / :func:`cka_vs_timestep` read the visualizer's CKA rows of one pair
+  (``layer``, ``condition``, ``t``, ``n_images``, ``cka_debiased`` with ``cka_ci_low`` /
+  ``cka_ci_high``, ``cka_null``): CKA always beside its mismatched-image null.
+- :func:`loss_vs_timestep` reads ``loss_by_t`` rows: both models' denoising loss against t
+  and their difference, each with its 95 % band.
 
 Conditions are placed by their diffusion timestep ``t`` (the clean input is t = 0).
 """
@@ -29,7 +31,10 @@ from ddpm_lens.util.atomic import atomic_path
 
 DPI = 100
 MODEL_COLORS = ("#1f77b4", "#ff7f0e")  # a, b
-CKA_ESTIMATORS = (("cka_debiased", "debiased (unbiased HSIC)"), ("cka_biased", "biased"))
+CKA_PANELS = (
+    ("cka_debiased", "debiased CKA (unbiased HSIC), 95 % CI"),
+    ("cka_null", "null: mismatched images"),
+)
 INTERVAL_NOTE = "points: mean over samples; bars: 95 % t-interval"
 
 
@@ -106,10 +111,8 @@ def cka_heatmap(
     *,
     pair: tuple[str, str] = ("baseline", "curriculum"),
 ) -> Figure:
-    """Linear CKA of layer x condition, debiased and biased side by side, values annotated.
-
-    ``pair`` names the two models compared. Cells without a value (NaN or missing) are grey.
-    """
+    """Debiased linear CKA of layer x condition (with its interval) beside its mismatched-image
+    null, values annotated. ``pair`` names the two models. Cells without a value are grey."""
     rows = _cka_rows(cka_rows)
     layers = _ordered(r["layer"] for r in rows)
     conditions = _conditions(rows)
@@ -118,7 +121,7 @@ def cka_heatmap(
     fig = _figure(width=width, height=1.3 + 0.5 * len(layers))
     axes = fig.subplots(1, 2, sharey=True)
     image = None
-    for ax, (key, name) in zip(axes, CKA_ESTIMATORS):
+    for ax, (key, name) in zip(axes, CKA_PANELS):
         grid = np.full((len(layers), len(conditions)), np.nan)  # (L, C)
         for i, layer in enumerate(layers):
             for j, condition in enumerate(conditions):
@@ -129,7 +132,19 @@ def cka_heatmap(
         for (i, j), value in np.ndenumerate(grid):
             text = "n/a" if math.isnan(value) else f"{value:.2f}"
             color = "black" if math.isnan(value) or value > 0.6 else "white"
-            ax.text(j, i, text, ha="center", va="center", fontsize=9, color=color)
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="bottom" if key == "cka_debiased" else "center",
+                fontsize=9,
+                color=color,
+            )
+            row = index.get((layers[i], conditions[j]), {})
+            low, high = _float(row.get("cka_ci_low")), _float(row.get("cka_ci_high"))
+            if key == "cka_debiased" and not math.isnan(value) and not math.isnan(low):
+                ax.text(j, i, f"[{low:.2f}, {high:.2f}]", ha="center", va="top", fontsize=7, color=color)
         ax.set_xticks(range(len(conditions)), [_plain(c) for c in conditions], rotation=30, ha="right")
         ax.set_yticks(range(len(layers)), [_plain(layer) for layer in layers])
         ax.set_title(name, fontsize=11)
@@ -149,34 +164,90 @@ def cka_vs_timestep(
     *,
     pair: tuple[str, str] = ("baseline", "curriculum"),
 ) -> Figure:
-    """Linear CKA against timestep, one line per layer; debiased and biased panels."""
+    """Debiased CKA against timestep, one line per layer with its interval and its null
+    (dashed); the second panel is CKA minus its null."""
     rows = _cka_rows(cka_rows)
     _require_t(rows, "CKA")
     layers = _ordered(r["layer"] for r in rows)
     ts = sorted({r["t"] for r in rows})
     fig = _figure(width=12.0, height=4.4)
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = fig.subplots(1, 2)
     colors = _layer_colors(len(layers))
-    for ax, (key, name) in zip(axes, CKA_ESTIMATORS):
-        for layer, color in zip(layers, colors):
-            cell = sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["t"])
-            ax.plot(
-                [r["t"] for r in cell],
-                [_float(r.get(key)) for r in cell],
-                marker="o",
-                color=color,
-                label=_plain(layer),
-            )
-        ax.set_title(name, fontsize=11)
+    for layer, color in zip(layers, colors):
+        cell = sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["t"])
+        t = np.array([r["t"] for r in cell], dtype=np.float64)
+        value = np.array([_float(r.get("cka_debiased")) for r in cell])
+        low = np.array([_float(r.get("cka_ci_low")) for r in cell])
+        high = np.array([_float(r.get("cka_ci_high")) for r in cell])
+        null = np.array([_float(r.get("cka_null")) for r in cell])
+        yerr = np.nan_to_num(np.stack([value - low, high - value]), nan=0.0)
+        axes[0].errorbar(t, value, yerr=yerr, marker="o", color=color, capsize=3, label=_plain(layer))
+        axes[0].plot(t, null, linestyle="--", color=color, linewidth=1.0)
+        axes[1].plot(t, value - null, marker="o", color=color, label=_plain(layer))
+    axes[0].set_title("debiased CKA (bars: 95 % CI over images); dashed: null", fontsize=11)
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel("linear CKA")
+    axes[1].set_title("CKA − null (mismatched images)", fontsize=11)
+    axes[1].axhline(0.0, color="black", linewidth=0.8)
+    for ax in axes:
         ax.set_xticks(ts, [str(t) for t in ts])
         ax.set_xlabel("timestep t (clean = 0)")
-        ax.set_ylim(-0.05, 1.05)
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("linear CKA")
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right center", title="layer", fontsize=9)
     fig.suptitle(
         f"Linear CKA by timestep, {_plain(pair[0])} vs {_plain(pair[1])} ({_cka_n_text(rows)})",
+        fontsize=12,
+    )
+    return _save(fig, path)
+
+
+def loss_vs_timestep(
+    loss_rows: Sequence[Mapping],
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] = ("baseline", "curriculum"),
+) -> Figure:
+    """Both models' denoising loss against t with 95 % bands (log scale), and the difference b - a
+    with its band; ``labels`` name a and b."""
+    rows = sorted(loss_rows, key=lambda r: r["t"])
+    if not rows:
+        raise ValueError("no loss rows to plot")
+    t = np.array([r["t"] for r in rows], dtype=np.float64)
+    fig = _figure(width=12.0, height=4.2)
+    axes = fig.subplots(1, 2)
+    for k, prefix in enumerate(("a", "b")):
+        mean = np.array([_float(r[f"{prefix}_loss"]) for r in rows])
+        low = np.array([_float(r[f"{prefix}_ci_low"]) for r in rows])
+        high = np.array([_float(r[f"{prefix}_ci_high"]) for r in rows])
+        axes[0].plot(t, mean, marker="o", markersize=3, color=MODEL_COLORS[k], label=_plain(labels[k]))
+        axes[0].fill_between(t, low, high, color=MODEL_COLORS[k], alpha=0.2, linewidth=0)
+    if all(_float(r["a_loss"]) > 0 and _float(r["b_loss"]) > 0 for r in rows):
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel("denoising loss")
+    axes[0].set_title("each model's loss (band: 95 % CI)", fontsize=11)
+    axes[0].legend(fontsize=9)
+    diff = np.array([_float(r["diff_mean"]) for r in rows])
+    axes[1].plot(t, diff, marker="o", markersize=3, color="black")
+    axes[1].fill_between(
+        t,
+        [_float(r["diff_ci_low"]) for r in rows],
+        [_float(r["diff_ci_high"]) for r in rows],
+        color="grey",
+        alpha=0.3,
+        linewidth=0,
+    )
+    axes[1].axhline(0.0, color=MODEL_COLORS[0], linewidth=0.8)
+    axes[1].set_title(
+        f"{_plain(labels[1])} − {_plain(labels[0])} (band: 95 % CI; below 0: lower loss)", fontsize=11
+    )
+    for ax in axes:
+        ax.set_xlabel("timestep t")
+        ax.grid(True, alpha=0.3)
+    unit = rows[0].get("unit", "image")
+    n = rows[0].get("n")
+    fig.suptitle(
+        f"Denoising loss by timestep (n = {n} {unit}s{' in both arms' if unit == 'checkpoint' else ''})",
         fontsize=12,
     )
     return _save(fig, path)
@@ -270,7 +341,13 @@ def _n_text(rows) -> str:
 
 def _cka_n_text(rows) -> str:
     """The images behind the CKA values, e.g. "1000 images × spatial positions"."""
-    samples = sorted({int(r["n_samples"]) for r in rows if r.get("n_samples") is not None})
+    samples = sorted(
+        {
+            int(r.get("n_images", r.get("n_samples")))
+            for r in rows
+            if r.get("n_images", r.get("n_samples")) is not None
+        }
+    )
     if not samples:
         return "number of images not recorded"
     text = f"{samples[0]}–{samples[-1]}" if len(samples) > 1 else str(samples[0])

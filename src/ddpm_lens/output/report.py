@@ -4,8 +4,8 @@ Reads what ``ddpm-lens visualize`` wrote to OUT (``stats.json``, and when presen
 ``cka.json`` and ``manifest.json``) and writes, all atomically::
 
     OUT/summary.csv, OUT/summary.json   per layer x condition x statistic: both models' mean
-                                        over samples with 95 % intervals, the paired
-                                        difference, sign agreement, Wilcoxon p
+                                        with 95 % intervals, the difference, effect size,
+                                        p and Holm-adjusted p (the decision rule's tests)
     OUT/hypotheses.json                 the seed study's expectations H1-H4 with verdicts
     OUT/plots/*.png                     statistic vs layer / vs timestep, CKA heatmap and curves
     OUT/index.html                      one self-contained page (no server, no network)
@@ -24,8 +24,16 @@ import json
 import os
 from pathlib import Path
 
+from ddpm_lens.analysis import decision_rule as rule
+from ddpm_lens.analysis.hypotheses import EDGE_LAYERS, hypotheses
 from ddpm_lens.analysis.stat_registry import BY_NAME, SUMMARIZED
-from ddpm_lens.analysis.summary import CONFIDENCE, EDGE_LAYERS, TEST_NAME, hypotheses, summarize
+from ddpm_lens.analysis.summary import (
+    CONFIDENCE,
+    TEST_NAME,
+    inference_unit,
+    sparsity_scale_correlation,
+    summarize,
+)
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.report_page import json_safe, page_context, render_page
 from ddpm_lens.output.report_plots import write_plots
@@ -37,11 +45,12 @@ SUMMARY_STATS = SUMMARIZED  # the registry's summarised statistics, in its order
 
 
 def build_report(
-    out_dir: str | os.PathLike, *, a: str = "baseline", b: str = "curriculum"
+    out_dir: str | os.PathLike, *, a: str = "baseline", b: str = "curriculum", alpha: float | None = None
 ) -> dict[str, Path]:
     """Write the summary, hypotheses, plots and ``index.html`` of the run in ``out_dir``.
 
-    ``a`` and ``b`` are the model keys of stats.json's rows (differences are b - a).
+    ``a`` and ``b`` are the model keys of stats.json's rows (differences are b - a);
+    ``alpha`` the decision rule's level (default: the run's ``--alpha``, else 0.05).
     Returns {path relative to OUT: absolute Path} of every file written, ``index.html`` last.
     """
     out = Path(out_dir)
@@ -50,11 +59,14 @@ def build_report(
     stats = _read_whole_run(out)
     cka = _read_optional(out / "cka.json", want_rows=True)
     manifest = _read_optional(out / "manifest.json", want_rows=False)
+    loss = _read_optional(out / "loss_by_t.json", want_rows=True)
     rows = stats["rows"]
     paired = [r for r in rows if r.get("model") in (a, b)]
     present = [s for s in SUMMARY_STATS if paired and all(s in r for r in paired)]
+    alpha = _alpha(alpha, manifest)
+    unit = inference_unit(rows, a, b)
     summary_rows = summarize(rows, stats=present, a=a, b=b)
-    verdicts = hypotheses(rows, a=a, b=b)
+    verdicts = hypotheses(rows, a=a, b=b, alpha=alpha)
     labels = _labels(stats)
 
     written: dict[str, Path] = {}
@@ -70,18 +82,33 @@ def build_report(
                 "definitions": {s: BY_NAME[s].definition for s in present},
                 "sparsity_threshold": stats.get("threshold"),
                 "n_per_cell": sorted({r["n"] for r in summary_rows}),
+                "unit": unit,
                 "confidence": CONFIDENCE,
-                "interval": "Student-t interval of the mean over samples",
-                "test": TEST_NAME,
+                "interval": "Student-t interval of the mean over the units (samples or checkpoint means)",
+                "test": TEST_NAME if unit["unit"] == "sample" else rule.UNPAIRED_TEST,
+                "p_adjusted": "Holm across the layer × condition cells of each statistic",
+                "effect_size": "paired d_z (samples) or Cohen's d with the pooled sd (checkpoints)",
+                "decision_rule": rule.rule_text(alpha),
+                "sparsity_vs_inverse_std": sparsity_scale_correlation(rows),
                 "rows": summary_rows,
             }
         ),
     )
     written["hypotheses.json"] = _write(
         out / "hypotheses.json",
-        _json_text({"a": a, "b": b, "edge_layers": list(EDGE_LAYERS), "hypotheses": verdicts}),
+        _json_text(
+            {
+                "a": a,
+                "b": b,
+                "edge_layers": list(EDGE_LAYERS),
+                "alpha": alpha,
+                "unit": unit,
+                "decision_rule": rule.rule_text(alpha),
+                "hypotheses": verdicts,
+            }
+        ),
     )
-    plot_list = write_plots(out, summary_rows, cka, labels=labels, a=a, b=b)
+    plot_list = write_plots(out, summary_rows, cka, labels=labels, a=a, b=b, loss=loss)
     written.update({p["file"]: out / p["file"] for p in plot_list})
     context = page_context(
         out,
@@ -94,6 +121,9 @@ def build_report(
         labels=labels,
         a=a,
         b=b,
+        loss=loss,
+        alpha=alpha,
+        unit=unit,
     )
     context["fid"] = _sample_quality(out, manifest)
     written["index.html"] = _write(out / "index.html", render_page(context))
@@ -150,6 +180,15 @@ def _read_optional(path: Path, *, want_rows: bool):
     if not isinstance(data, dict) or (want_rows and not isinstance(data.get("rows"), list)):
         raise UserError(f"{path} is not what ddpm-lens visualize writes: delete it or run visualize again")
     return data["rows"] if want_rows else data
+
+
+def _alpha(alpha: float | None, manifest: dict | None) -> float:
+    """The decision rule's level: given, else the run's --alpha, else the default."""
+    if alpha is None:
+        alpha = ((manifest or {}).get("options") or {}).get("alpha", rule.ALPHA)
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise UserError(f"alpha must be between 0 and 1, got {alpha!r}")
+    return float(alpha)
 
 
 def _labels(stats: dict) -> dict[str, str]:

@@ -11,15 +11,18 @@ from urllib.parse import quote
 
 import jinja2
 
+from ddpm_lens.analysis import decision_rule as rule
+from ddpm_lens.analysis.image_cka import MAIN_PAIR
 from ddpm_lens.analysis.stat_registry import PERCENT, STATISTICS
-from ddpm_lens.analysis.summary import CONFIDENCE, TEST_NAME
+from ddpm_lens.analysis.summary import CONFIDENCE, TEST_NAME, sparsity_scale_correlation
 
 FOCUS_LAYER = "encoder_level_2"  # the seed's layer for steps 2, 3 and 5 of its viewing order
 MID_T = 500  # the seed's "mid-diffusion" timestep for step 3
 VERDICT_CLASSES = {
     "supported": "ok",
-    "not supported": "bad",
+    "contradicted": "bad",
     "mixed": "warn",
+    "inconclusive": "muted",
     "not tested": "muted",
 }
 RUN_FILES = (
@@ -29,6 +32,8 @@ RUN_FILES = (
     "stats.csv",
     "cka.json",
     "cka.csv",
+    "loss_by_t.json",
+    "loss_by_t.csv",
     "summary.json",
     "summary.csv",
     "hypotheses.json",
@@ -47,8 +52,24 @@ def render_page(context: dict) -> str:
     return env.from_string(source).render(**context)
 
 
-def page_context(out: Path, *, stats, manifest, cka, summary_rows, verdicts, plot_list, labels, a, b) -> dict:
+def page_context(
+    out: Path,
+    *,
+    stats,
+    manifest,
+    cka,
+    summary_rows,
+    verdicts,
+    plot_list,
+    labels,
+    a,
+    b,
+    loss=None,
+    alpha=rule.ALPHA,
+    unit=None,
+) -> dict:
     label_a, label_b = labels.get(a, a), labels.get(b, b)
+    unit = unit or {"unit": "sample", "checkpoints": {a: 1, b: 1}}
     conditions = _conditions(stats, stats["rows"])
     layers = list(dict.fromkeys([*(stats.get("layers") or []), *(r["layer"] for r in stats["rows"])]))
     gallery = _gallery(out, stats["rows"], conditions=conditions, layers=layers, labels=labels)
@@ -62,14 +83,26 @@ def page_context(out: Path, *, stats, manifest, cka, summary_rows, verdicts, plo
         "models": _models(manifest, stats, a=a, b=b),
         "run": _run_facts(stats, manifest),
         "files": [name for name in RUN_FILES if (out / name).is_file()],
-        "n_text": _n_sentence(ns, stats),
-        "p_floor": {n: 2.0 / 2**n for n in ns if 2.0 / 2**n >= 0.05},
+        "n_text": _n_sentence(ns, stats, unit),
+        "unit": unit,
+        "unit_note": _unit_note(unit, stats, label_a, label_b, a, b),
+        "alpha": alpha,
+        "rule": rule.rule_text(alpha),
+        "p_floor": _p_floor(verdicts, alpha) if unit["unit"] == "sample" else None,
+        "scale": sparsity_scale_correlation(stats["rows"]),
         "hypotheses": [{**h, "css": VERDICT_CLASSES.get(h["verdict"], "muted")} for h in verdicts],
-        "stat_plots": [p for p in plot_list if p["group"] != "cka"],
-        "stat_groups": list(dict.fromkeys(p["group"] for p in plot_list if p["group"] != "cka")),
+        "loss_plots": [p for p in plot_list if p["group"] == "loss"],
+        "loss_rows": loss or [],
+        "stat_plots": [p for p in plot_list if p["group"] not in ("cka", "loss")],
+        "stat_groups": list(
+            dict.fromkeys(p["group"] for p in plot_list if p["group"] not in ("cka", "loss"))
+        ),
         "stat_titles": {s.name: s.title for s in STATISTICS},
         "cka_plots": [p for p in plot_list if p["group"] == "cka"],
-        "cka_rows": _cka_table(cka, stats["rows"], b=b) if cka else [],
+        "cka_rows": _cka_table([r for r in cka if r.get("pair", MAIN_PAIR) == MAIN_PAIR], stats["rows"], b=b)
+        if cka
+        else [],
+        "cka_reference": _cka_references(cka or []),
         "definitions": {s.name: s.definition for s in STATISTICS},
         "threshold": stats.get("threshold"),
         "summary": [_summary_view(r) for r in summary_rows],
@@ -140,13 +173,53 @@ def _text(value) -> str:
     return str(value)
 
 
-def _n_sentence(ns: list[int], stats: dict) -> str:
+def _n_sentence(ns: list[int], stats: dict, unit: dict) -> str:
     if not ns:
         return "no paired samples"
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
     figures = stats.get("num_samples")
-    tail = f"; figures are drawn for the first {figures}" if figures is not None else ""
+    tail = f"; figures are drawn for the first {figures} samples" if figures is not None else ""
+    if unit["unit"] == "checkpoint":
+        k = unit["checkpoints"]
+        per = "/".join(str(v) for v in k.values())
+        return f"{n_text} checkpoints ({per} per arm) per layer × condition cell{tail}"
     return f"{n_text} paired samples per layer × condition cell{tail}"
+
+
+def _unit_note(unit: dict, stats: dict, label_a: str, label_b: str, a: str, b: str) -> str:
+    """What the verdicts are about: these two networks, or the training recipes."""
+    samples = stats.get("stats_samples")
+    if unit["unit"] == "checkpoint":
+        k = unit["checkpoints"]
+        return (
+            f"The unit of inference is the checkpoint: {k[a]} {label_a} and {k[b]} {label_b} training runs, "
+            f"each summarised by its mean over the same {samples} images, compared with Welch's test. "
+            "The verdicts are about the two training recipes, as far as these runs sample them."
+        )
+    return (
+        f"One checkpoint per arm: the unit of inference is the input image ({samples} images). These "
+        f"verdicts describe these two networks on these inputs, not curriculum training in general: "
+        "another seed of either recipe may differ as much. Pass several checkpoints per arm "
+        "(--baseline_ckpt A1 A2 … --curriculum_ckpt B1 B2 …) to test the recipes."
+    )
+
+
+def _p_floor(verdicts, alpha: float) -> list[str]:
+    """For each smallest n behind a hypothesis, the lowest p the exact test allows, when it bites."""
+    notes = []
+    for h in verdicts:
+        if not h["details"]:
+            continue
+        n = min(c.get("n_nonzero", c["n"]) for c in h["details"])
+        m = len(h["details"])
+        floor = rule.smallest_p(n)
+        if floor * m >= alpha:
+            notes.append(
+                f"{h['id']}: with n = {n} non-zero differences the exact test cannot go below "
+                f"p = {floor:.3g}, and Holm over {m} cells needs p < {alpha / m:.3g}: no cell can be "
+                f"significant; --stats_samples {rule.samples_needed(m, alpha)} is the least that could be."
+            )
+    return notes
 
 
 def _summary_view(r: dict) -> dict:
@@ -163,6 +236,17 @@ def _summary_view(r: dict) -> dict:
     return {**r, "view": {p: value(p) for p in ("a", "b", "diff")}}
 
 
+def _cka_references(cka: list[dict]) -> list[dict]:
+    """Same-recipe rows (an arm's first vs second checkpoint) beside the pair's, per layer x condition."""
+    main = {(r["layer"], r["condition"]): r for r in cka if r.get("pair", MAIN_PAIR) == MAIN_PAIR}
+    out = []
+    for r in cka:
+        if r.get("pair", MAIN_PAIR) != MAIN_PAIR:
+            pair = main.get((r["layer"], r["condition"]), {})
+            out.append({**r, "pair_cka": pair.get("cka_debiased")})
+    return out
+
+
 def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
     """CKA rows plus, when channels were matched, b's mean matched correlation over samples."""
     matched: dict[tuple, list[float]] = {}
@@ -172,8 +256,15 @@ def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
     table = []
     for c in cka:
         corr = matched.get((c.get("layer"), c.get("condition")))
+        value, null = c.get("cka_debiased"), c.get("cka_null")
+        above = value - null if isinstance(value, float) and isinstance(null, float) else None
         table.append(
-            {**c, "matched_corr": sum(corr) / len(corr) if corr else None, "n_matched": len(corr or [])}
+            {
+                **c,
+                "above_null": above,
+                "matched_corr": sum(corr) / len(corr) if corr else None,
+                "n_matched": len(corr or []),
+            }
         )
     return table
 
@@ -197,7 +288,7 @@ def _gallery(out: Path, rows, *, conditions: list[dict], layers: list[str], labe
     """
     figures: dict[int, dict[str, dict[str, str]]] = {}
     for r in rows:
-        rel = _inside(out, r.get("figure"))
+        rel = _inside(out, r.get("figure")) if r.get("checkpoint", 0) == 0 else None
         if rel is not None:
             figures.setdefault(r["sample"], {}).setdefault(r["condition"], {})[r["layer"]] = rel
     inputs = _inputs(out)
@@ -255,10 +346,10 @@ def _inputs(out: Path) -> dict[int, list[dict]]:
 
 def _cell_numbers(rows, figures, labels: dict) -> dict[str, dict]:
     """For each figure, "sample|condition|layer" -> model label -> a few of its statistics."""
-    keys = ("mean", "std", "sparsity", "edge_energy", "autocorr", "matched_corr")
+    keys = ("mean", "std", "sparsity", "hoyer", "hf_share", "noise_robustness", "matched_corr")
     cells: dict[str, dict] = {}
     for r in rows:
-        if r["layer"] in figures.get(r["sample"], {}).get(r["condition"], {}):
+        if r.get("checkpoint", 0) == 0 and r["layer"] in figures.get(r["sample"], {}).get(r["condition"], {}):
             numbers = {k: r[k] for k in keys if isinstance(r.get(k), (int, float))}
             key = f"{r['sample']}|{r['condition']}|{r['layer']}"
             cells.setdefault(key, {})[labels.get(str(r["model"]), str(r["model"]))] = json_safe(numbers)

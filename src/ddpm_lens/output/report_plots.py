@@ -1,5 +1,6 @@
-"""The report's plots under ``OUT/plots``: one per summarised statistic and layer axis
-(and timestep axis), and the CKA heatmap and curves, drawn in parallel processes."""
+"""The report's plots under ``OUT/plots``: the denoising loss by timestep (when computed), one
+per summarised statistic and layer axis (and timestep axis), and the CKA heatmap and curves of
+baseline vs curriculum, drawn in parallel processes."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from ddpm_lens.analysis.image_cka import MAIN_PAIR
 from ddpm_lens.analysis.stat_registry import BY_NAME, PLOT_ORDER
 from ddpm_lens.output import plots
 
 
-def write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
+def write_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> list[dict]:
     """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}].
 
     Matplotlib is slow per plot, so with several cores they are drawn in
     parallel worker processes (spawned: the parent may hold torch's thread pools).
     """
     made, jobs = [], []
+    if loss:
+        rel = "plots/loss_by_timestep.png"
+        pair_labels = (labels.get(a, a), labels.get(b, b))
+        jobs.append(("loss_vs_timestep", (loss, out / rel), {"labels": pair_labels}))
+        made.append({"file": rel, "group": "loss", "title": "Denoising loss by timestep", "caption": ""})
     stats_present = list(dict.fromkeys(r["statistic"] for r in summary_rows))
     several_t = len({r.get("t") for r in summary_rows}) > 1 and all(
         r.get("t") is not None for r in summary_rows
@@ -36,6 +43,7 @@ def write_plots(out: Path, summary_rows, cka, *, labels, a, b) -> list[dict]:
                 ("stat_vs_timestep", (summary_rows, out / rel), {"statistic": stat, "labels": labels})
             )
             made.append({"file": rel, "group": stat, "title": f"{title} by timestep", "caption": ""})
+    cka = [r for r in cka or [] if r.get("pair", MAIN_PAIR) == MAIN_PAIR]
     if cka:
         pair = (labels.get(a, a), labels.get(b, b))
         jobs.append(("cka_heatmap", (cka, out / "plots/cka_heatmap.png"), {"pair": pair}))

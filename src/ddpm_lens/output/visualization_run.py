@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddpm_lens.analysis.denoising_loss import loss_by_t
 from ddpm_lens.analysis.options import VisualizeOptions
 from ddpm_lens.analysis.plan import Plan, build_plan
 from ddpm_lens.analysis.prefetch import Prefetch
@@ -30,7 +31,7 @@ from ddpm_lens.output.manifest import build_manifest, write_manifest
 from ddpm_lens.output.run_folder import Snapshot, check_output_dir, figure_files
 from ddpm_lens.output.run_readme import run_readme
 from ddpm_lens.output.run_status import new_run_id
-from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_stats
+from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_loss_by_t, write_stats
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
 
@@ -84,17 +85,21 @@ def _write_run(out: Path, plan: Plan, *, argv: list[str], timings: Timings, run_
         result = run_stream(plan, timings=timings, sink=writer)
     finally:
         writer.close()
+    loss = loss_by_t(plan, timings=timings)
     tic = time.perf_counter()
     add_figure_paths(result.rows, plan.options.num_samples)
     write_stats(out, plan, result.rows, run_id=run_id)
     write_cka(out, result.cka, run_id=run_id)
+    if loss:
+        write_loss_by_t(out, plan, loss)
     timings.add("write", time.perf_counter() - tic)
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id)
     write_text(out / "README.md", run_readme(plan, result, writer.written, manifest))
     if plan.options.fid:
         _write_fid(out, plan)
     _remove_earlier_figures(out, keep=set(writer.paths), report=plan.options.report)
-    files = sorted(writer.paths) + list(TABLES) + (["fid.json"] if plan.options.fid else [])
+    extra = (["fid.json"] if plan.options.fid else []) + (["loss_by_t.csv", "loss_by_t.json"] if loss else [])
+    files = sorted(writer.paths) + list(TABLES) + extra
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id, status="complete", files=files)
     write_manifest(out, manifest)
     index = None
