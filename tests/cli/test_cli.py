@@ -176,7 +176,7 @@ def test_both_spellings_parse_to_the_same_values():
     a = parser.parse_args(
         ["visualize", "--baseline-ckpt", "a", "--curriculum_ckpt", "b", "--num-samples=3"],
     )
-    assert (a.baseline_ckpt, a.curriculum_ckpt, a.num_samples) == ("a", "b", 3)
+    assert (a.baseline_ckpt, a.curriculum_ckpt, a.num_samples) == (["a"], ["b"], 3)
     a = parser.parse_args(
         ["train", "--config", "c", "--data_dir", "d", "--max_steps", "4", "--channels_last"]
     )

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from ddpm_lens.cli import main
@@ -19,6 +20,7 @@ def test_shipped_models_are_a_trained_baseline_and_curriculum_pair():
     assert all(Path(p).stat().st_size < 8 * 2**20 for p in paths)  # "a few MB each"
 
 
+@pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo_output"
     assert main(["demo", "--output_dir", str(out), "--device", "cpu", "--no_progress"]) == 0
