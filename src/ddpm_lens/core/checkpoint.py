@@ -25,9 +25,7 @@ import dataclasses
 import json
 import logging
 import os
-import pickle
 import re
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +36,8 @@ from torch import nn
 
 from ddpm_lens.core.config import Config, ModelConfig, SparsityConfig, config_from_dict, load_config
 from ddpm_lens.core.diffusion import GaussianDiffusion
+from ddpm_lens.core.fit_check import check_fit, infer_model_config  # noqa: F401  (re-exported)
+from ddpm_lens.core.safe_load import read_checkpoint
 from ddpm_lens.core.sparse_unet import MASK_BUFFERS, check_mask_buffers
 from ddpm_lens.core.unet import UNet, build_unet
 from ddpm_lens.util.atomic import atomic_path
@@ -69,96 +69,6 @@ class Weights:
             "state_dict": "bare state dict",
             "diffusers": "diffusers UNet2DModel weights",
         }[self.which]
-
-
-def read_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a ``.pt`` checkpoint safely: weights only, memory-mapped where the format allows."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"checkpoint {path} not found: pass the path of a .pt or .safetensors file or a diffusers folder"
-        )
-    if path.suffix == ".safetensors":
-        raise UserError(f"checkpoint {path} is a safetensors file: read it with load_weights")
-    try:
-        return _torch_load(path, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc) and "zip" not in str(exc).lower():  # else: pre-1.6 format, cannot map
-            raise _unreadable(path, exc) from None
-    return _torch_load(path, mmap=False)
-
-
-def _torch_load(path: Path, *, mmap: bool) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols of random bytes
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as exc:
-            # a callable to import is code, not data: named in torch's message, or found in the
-            # pickle's opcodes when the weights-only unpickler stopped earlier (protocol 4's FRAME)
-            culprit = _blocked_global(str(exc)) or _pickled_callable(path)
-            if culprit:
-                raise UserError(
-                    f"checkpoint {path} was refused: it holds pickled Python objects (e.g. {culprit}) "
-                    "that could run code when loaded; re-save its state dict from a trusted source"
-                ) from None
-            raise _unreadable(path, exc) from None
-        except RuntimeError:
-            if mmap:
-                raise
-            raise _unreadable(path, None) from None
-        except Exception as exc:  # random bytes make the unpickler fail in many ways
-            raise _unreadable(path, exc) from None
-
-
-def _blocked_global(message: str) -> str | None:
-    if "GLOBAL" not in message and "global" not in message:
-        return None
-    m = re.search(r"GLOBAL ([\w.]+)", message)
-    return m.group(1) if m else "an arbitrary global"
-
-
-_GLOBAL_NAME = re.compile(r"[A-Za-z_][\w.]*")
-
-
-def _pickled_callable(path: Path) -> str | None:
-    """The first global (``module.name``) a file's pickle imports, read with pickletools (which
-    only parses opcodes, never runs them); None if there is none or the bytes are no pickle."""
-    import pickletools
-    import zipfile
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                data = z.read(name) if name else b""
-        else:
-            data = path.read_bytes()
-    except (OSError, zipfile.BadZipFile):
-        return None
-    strings: list[str] = []
-    found: list[str] = []
-    try:
-        for op, arg, _ in pickletools.genops(data):
-            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                found.append(arg.replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(".".join(strings[-2:]))
-            elif isinstance(arg, str):
-                strings.append(arg)
-    except Exception:  # noqa: BLE001 - random bytes break the opcode parser in many ways
-        pass
-    found = [g for g in found if _GLOBAL_NAME.fullmatch(g)]
-    # what torch itself pickles (tensor rebuilds, OrderedDict, protocol 0 bytes) is data; anything
-    # else is what the file would run
-    return next((g for g in found if not g.startswith(("torch.", "collections.", "_codecs."))), None)
-
-
-def _unreadable(path: Path, exc: BaseException | None) -> UserError:
-    why = f" ({type(exc).__name__})" if exc is not None else ""
-    return UserError(
-        f"checkpoint {path} is truncated or not a PyTorch checkpoint{why}: re-copy or re-save it"
-    )
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -272,62 +182,6 @@ def _stage_keys(obj: dict) -> dict[str, Any]:
         name = name or f"stage_{stage + 1}"
     stamp = obj.get("timestamp") if isinstance(obj.get("timestamp"), str) else None
     return {"curriculum_stage": stage, "stage_name": name, "timestamp": stamp}
-
-
-def infer_model_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Model settings a ddpm-torch UNet state dict implies (for mismatch messages)."""
-    out: dict[str, Any] = {}
-    w = state_dict.get("in_conv.weight")
-    if w is None or w.dim() != 4:
-        return out
-    hid = w.shape[0]
-    out.update(in_channels=int(w.shape[1]), hid_channels=int(hid))
-    levels = sorted(
-        {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_(\d+)\.", k))}
-    )
-    mults, attn = [], []
-    for i in levels:
-        convs = [k for k in state_dict if re.match(rf"downsamples\.level_{i}\.0\.(0\.)?conv1\.weight$", k)]
-        if convs:
-            mults.append(int(state_dict[convs[0]].shape[0] // hid))
-        attn.append(any(k.startswith(f"downsamples.level_{i}.") and ".project_in." in k for k in state_dict))
-    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"downsamples\.level_0\.(\d+)\.", k))}
-    has_down = any(re.match(r"downsamples\.level_0\.\d+\.1\.weight$", k) for k in state_dict)
-    out.update(ch_multipliers=mults, apply_attn=attn, num_res_blocks=len(blocks) - (1 if has_down else 0))
-    return out
-
-
-def check_fit(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, ckpt: str, config: str) -> None:
-    """Raise a one-line UserError describing how ``state_dict`` fails to fit ``model``."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [
-        f"{k}: checkpoint {list(got[k])} vs model {list(expected[k])}"
-        for k in expected
-        if k in got and got[k] != expected[k]
-    ]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
-    hint = infer_model_config(state_dict)
-    fix = (
-        (
-            "; the checkpoint fits model settings "
-            + ", ".join(f"{k}={v}" for k, v in hint.items())
-            + f" — set them in the 'model' section of {config}"
-        )
-        if hint
-        else ""
-    )
-    raise UserError(f"checkpoint {ckpt} does not fit config {config}: {'; '.join(parts)}{fix}")
 
 
 def model_from_weights(
