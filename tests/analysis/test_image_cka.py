@@ -42,6 +42,17 @@ def test_point_estimates_equal_linear_cka_on_all_rows(n, groups):
         assert r["cka_ci_low"] < r["cka_debiased"] < r["cka_ci_high"]
 
 
+def test_batches_of_images_give_the_same_result_as_one_at_a_time():
+    X, Y, _ = related_images(np.random.default_rng(4), 9)
+    one = feed(X, Y, null_shifts=2).result()
+    acc = ImageCKA(X.shape[-1], Y.shape[-1], images=9, null_shifts=2)
+    for start, stop in ((0, 3), (3, 4), (4, 9)):
+        acc.update(start, X[start:stop], Y[start:stop])
+    batched = acc.result()
+    for key, value in one.items():
+        assert batched[key] == pytest.approx(value, rel=1e-10, nan_ok=True), key
+
+
 @pytest.mark.parametrize("shifts", [1, 2])
 def test_null_pairs_each_image_with_the_one_s_further_on(shifts):
     X, Y, _ = related_images(np.random.default_rng(3), 9)

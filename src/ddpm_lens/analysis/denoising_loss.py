@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ddpm_lens.analysis import decision_rule as rule
 from ddpm_lens.analysis.inputs import noise_for
 from ddpm_lens.analysis.model_pair import MODEL_KEYS, layout
 from ddpm_lens.analysis.plan import Plan
@@ -86,6 +85,8 @@ def loss_table(
     rank p); with two or more in each arm it is the checkpoint (each checkpoint's mean loss
     over the images; Welch's interval and p).
     """
+    from ddpm_lens.analysis import decision_rule as rule  # scipy: only when there is a table to make
+
     a_ids, b_ids = (arms[k] for k in MODEL_KEYS)
     paired = min(len(a_ids), len(b_ids)) < 2
     rows = []

@@ -38,6 +38,7 @@ MAX_GROUPS = 16  # the bootstrap's units: images pooled into at most this many g
 MIN_GROUPS = 5  # fewer images give no interval: a bootstrap over 2-4 units says little
 NULL_SHIFTS = 1  # derangements pi(i) = i + s, s = 1..NULL_SHIFTS, averaged for the null
 RESAMPLES = 1000
+SMALL_PRODUCT = 2**20  # m p q below which a product stays in numpy (see _bmm_t)
 CONFIDENCE = 0.95
 
 
@@ -65,58 +66,82 @@ class ImageCKA:
         self.skk, self.sll, self.skl = np.zeros(self.g), np.zeros(self.g), np.zeros(self.g)
         self.shifts = [s for s in range(1, null_shifts + 1) if s < images]
         self.null = {s: _Cross(p, q) for s in self.shifts}
-        self._recent: list[tuple[int, np.ndarray, np.ndarray]] = []  # the last X rows, for the null
+        self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the last images' A rows, for the null
         self._first_y: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # images 0..s-1: (Y, l)
         self._shift = None
         self.seen = 0
 
-    def update(self, image: int, X: np.ndarray, Y: np.ndarray) -> None:
-        """Add image ``image``'s rows: X (m, p) and Y (m, q) (e.g. (H*W, C) views), float32 or 64."""
-        if image != self.seen:
-            raise ValueError(f"images must come in order: expected {self.seen}, got {image}")
-        if image >= self.images:
-            raise ValueError(f"more images than the {self.images} announced")
+    def update(self, first: int, X: np.ndarray, Y: np.ndarray) -> None:
+        """Add images ``first``, ``first + 1``, ...: X (n, m, p) and Y (n, m, q) rows per image
+        (e.g. (n, H*W, C) views of channels-last activations), float32 or float64; one image
+        may come as (m, p) and (m, q)."""
         X, Y = np.asarray(X), np.asarray(Y)
-        if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y) or X.shape[1] != self.p or Y.shape[1] != self.q:
-            raise ValueError(f"expected (m, {self.p}) and (m, {self.q}) rows, got {X.shape} and {Y.shape}")
+        if X.ndim == 2:
+            X, Y = X[None], Y[None]
+        if X.ndim != 3 or X.shape[:2] != Y.shape[:2] or X.shape[2] != self.p or Y.shape[2] != self.q:
+            raise ValueError(
+                f"expected (n, m, {self.p}) and (n, m, {self.q}) rows, got {X.shape} and {Y.shape}"
+            )
+        if first != self.seen:
+            raise ValueError(f"images must come in order: expected {self.seen}, got {first}")
+        if first + len(X) > self.images:
+            raise ValueError(f"more images than the {self.images} announced")
         if self._shift is None:  # both estimators ignore a constant shift; this keeps sums well conditioned
-            self._shift = (X.mean(axis=0, dtype=np.float64), Y.mean(axis=0, dtype=np.float64))
-        X = np.subtract(X, self._shift[0], dtype=np.float64)
+            self._shift = (X[0].mean(axis=0, dtype=np.float64), Y[0].mean(axis=0, dtype=np.float64))
+        X = np.subtract(X, self._shift[0], dtype=np.float64)  # (n, m, p)
         Y = np.subtract(Y, self._shift[1], dtype=np.float64)
-        k, l = np.einsum("ij,ij->i", X, X), np.einsum("ij,ij->i", Y, Y)
-        g = image % self.g
-        self.n[g] += len(X)
-        self.xty[g] += X.T @ Y
-        self.xtx[g] += X.T @ X
-        self.yty[g] += Y.T @ Y
-        self.sx[g] += X.sum(axis=0)
-        self.sy[g] += Y.sum(axis=0)
-        self.kx[g] += k @ X
-        self.ky[g] += k @ Y
-        self.lx[g] += l @ X
-        self.ly[g] += l @ Y
-        self.sk[g] += k.sum()
-        self.sl[g] += l.sum()
-        self.skk[g] += k @ k
-        self.sll[g] += l @ l
-        self.skl[g] += k @ l
-        self._pair_for_null(image, X, k, Y, l)
-        self.seen += 1
+        k, l = np.einsum("nij,nij->ni", X, X), np.einsum("nij,nij->ni", Y, Y)  # (n, m)
+        # the null's pairs (A's image j - s, B's image j): each adds one more X^T Y product
+        pairs = self._null_pairs(first, X, k, Y, l)
+        xs = [X] + [a[None] for _, a, _, _, _ in pairs]
+        ys = [Y] + [b[None] for _, _, _, b, _ in pairs]
+        cross = _bmm_t(np.concatenate(xs), np.concatenate(ys))  # (n + pairs, p, q)
+        xtx, yty = _bmm_t(X, X), _bmm_t(Y, Y)
+        groups = (first + np.arange(len(X))) % self.g
+        sums = {  # per image, (n, ...) each; einsum's own loops, not BLAS calls (see _bmm_t)
+            "n": np.full(len(X), float(X.shape[1])),
+            "xty": cross[: len(X)],
+            "xtx": xtx,
+            "yty": yty,
+            "sx": X.sum(axis=1),
+            "sy": Y.sum(axis=1),
+            "kx": np.einsum("ni,nip->np", k, X),
+            "ky": np.einsum("ni,niq->nq", k, Y),
+            "lx": np.einsum("ni,nip->np", l, X),
+            "ly": np.einsum("ni,niq->nq", l, Y),
+            "sk": k.sum(axis=1),
+            "sl": l.sum(axis=1),
+            "skk": np.einsum("ni,ni->n", k, k),
+            "sll": np.einsum("ni,ni->n", l, l),
+            "skl": np.einsum("ni,ni->n", k, l),
+        }
+        for name, values in sums.items():
+            np.add.at(getattr(self, name), groups, values)
+        for (s, a, ka, b, lb), product in zip(pairs, cross[len(X) :]):
+            self.null[s].add(product, a, ka, b, lb)
+        self.seen += len(X)
 
-    def _pair_for_null(self, image: int, X, k, Y, l) -> None:
-        """Pair B's image j with A's image j - s (and, at the end, A's last images with B's first)."""
-        for s in self.shifts:
-            partner = next((r for r in self._recent if r[0] == image - s), None)
-            if partner is not None:
-                self.null[s].add(partner[1], partner[2], Y, l)
-            first = self._first_y.get(image + s - self.images)
-            if first is not None:
-                self.null[s].add(X, k, *first)
-        if image < max(self.shifts, default=0):
-            self._first_y[image] = (Y, l)
-        self._recent = [r for r in self._recent if r[0] > image - max(self.shifts, default=0)]
-        if self.shifts:
-            self._recent.append((image, X, k))
+    def _null_pairs(self, first: int, X, k, Y, l) -> list:
+        """(s, A rows, k, B rows, l) for each pair this batch completes: B's image j with A's
+        image j - s, and, in the last images, A's image j with B's image j + s - N (kept from
+        the start); keeps the rows later pairs need."""
+        pairs = []
+        depth = max(self.shifts, default=0)
+        for i in range(len(X)):
+            j = first + i
+            for s in self.shifts:
+                partner = self._recent.get(j - s)
+                if partner is not None:
+                    pairs.append((s, partner[0], partner[1], Y[i], l[i]))
+                start = self._first_y.get(j + s - self.images)
+                if start is not None:
+                    pairs.append((s, X[i], k[i], start[0], start[1]))
+            if j < depth:
+                self._first_y[j] = (Y[i], l[i])
+            if depth:
+                self._recent[j] = (X[i], k[i])
+                self._recent.pop(j - depth, None)
+        return pairs
 
     def result(self, *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0) -> dict:
         """``{"cka_debiased", "cka_biased", "cka_ci_low", "cka_ci_high", "cka_null", "n_images",
@@ -215,11 +240,28 @@ class _Cross:
     def __init__(self, p: int, q: int):
         self.xty, self.ky, self.lx, self.skl = np.zeros((p, q)), np.zeros(q), np.zeros(p), 0.0
 
-    def add(self, X, k, Y, l) -> None:
-        self.xty += X.T @ Y
-        self.ky += k @ Y
-        self.lx += l @ X
-        self.skl += float(k @ l)
+    def add(self, product, X, k, Y, l) -> None:
+        """Add one pair of images: ``product`` = X^T Y, already computed."""
+        self.xty += product
+        self.ky += np.einsum("i,iq->q", k, Y)
+        self.lx += np.einsum("i,ip->p", l, X)
+        self.skl += float(np.einsum("i,i->", k, l))
+
+
+def _bmm_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a[i]^T b[i] for stacks a (n, m, p), b (n, m, q), float64 -> (n, p, q).
+
+    Large products run as one batched product in torch's thread pool (the one the forward
+    passes use) rather than n numpy products, each of which wakes OpenBLAS's own threads: on a
+    loaded 2-core machine those contend with torch's, and a product can take 10-100x its
+    compute time. Small ones stay in numpy, where torch's per-call overhead would dominate.
+    (torch is imported here, not above: the report reads this module's constants without it.)
+    """
+    if a.shape[1] * a.shape[2] * b.shape[2] < SMALL_PRODUCT:
+        return np.matmul(a.transpose(0, 2, 1), b)
+    import torch
+
+    return torch.bmm(torch.from_numpy(a).transpose(1, 2), torch.from_numpy(b)).numpy()
 
 
 def _ratio(xy, xx, yy):

@@ -59,8 +59,7 @@ class PairAccumulators:
                         if acc is None:
                             acc = ImageCKA(x.shape[-1], y.shape[-1], images=self.plan.options.stats_samples)
                             self.cka[(name, layer, cond.name)] = acc
-                        for i in range(len(x)):
-                            acc.update(chunk.first + i, x[i], y[i])
+                        acc.update(chunk.first, x, y)
                     if self.match and name == MAIN_PAIR and chunk.first < num_samples:
                         n_fig = num_samples - chunk.first  # samples with figures in this chunk
                         key = (layer, cond.name)

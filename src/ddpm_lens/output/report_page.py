@@ -204,22 +204,24 @@ def _unit_note(unit: dict, stats: dict, label_a: str, label_b: str, a: str, b: s
     )
 
 
-def _p_floor(verdicts, alpha: float) -> list[str]:
-    """For each smallest n behind a hypothesis, the lowest p the exact test allows, when it bites."""
-    notes = []
-    for h in verdicts:
-        if not h["details"]:
-            continue
-        n = min(c.get("n_nonzero", c["n"]) for c in h["details"])
-        m = len(h["details"])
-        floor = rule.smallest_p(n)
-        if floor * m >= alpha:
-            notes.append(
-                f"{h['id']}: with n = {n} non-zero differences the exact test cannot go below "
-                f"p = {floor:.3g}, and Holm over {m} cells needs p < {alpha / m:.3g}: no cell can be "
-                f"significant; --stats_samples {rule.samples_needed(m, alpha)} is the least that could be."
-            )
-    return notes
+def _p_floor(verdicts, alpha: float) -> str | None:
+    """When the sample size alone rules out significance: the lowest p the exact test allows,
+    the level Holm asks of it, and the least --stats_samples that could pass."""
+    tested = [h for h in verdicts if h["details"]]
+    if not tested:
+        return None
+    n = min(c.get("n_nonzero", c["n"]) for h in tested for c in h["details"])
+    cells = sorted({len(h["details"]) for h in tested})
+    floor = rule.smallest_p(n)
+    if floor * cells[0] < alpha:
+        return None
+    span = f"{cells[0]}" if len(cells) == 1 else f"{cells[0]}–{cells[-1]}"
+    return (
+        f"With n = {n} non-zero differences the exact test cannot give p below {floor:.3g}, and Holm over "
+        f"{span} cells asks for p < α / cells: no cell can be significant, whatever the data. "
+        f"--stats_samples {rule.samples_needed(cells[-1], alpha)} is the least that could change that; "
+        "power needs many more."
+    )
 
 
 def _summary_view(r: dict) -> dict:
