@@ -98,10 +98,10 @@ def test_page_loads_cleanly_follows_the_address_and_the_arrow_keys(page, tmp_pat
     assert dom.body.get("data-js-errors") == "0", result.stdout[:3000]
     assert "data-pwned" not in dom.body  # the hostile label did not become markup
     total = len(dom.images)
-    # 2 statistics x (by layer, by timestep) + 2 CKA plots + the loss-by-t plot, the viewer,
-    # inputs (clean + 2 noisy per sample), sections 2 and 3 (one per sample), 4 (one per layer),
-    # 5 (one per condition, less the fixture's deleted sample_1/noisy_t100/encoder_level_1 figure)
-    assert total == 4 + 2 + 1 + 1 + 3 * NUM_SAMPLES + 2 * NUM_SAMPLES + len(LAYERS) + len(CONDITIONS) - 1
+    # the loss plot, 2 statistics x (by layer, by timestep) + 2 CKA plots, the viewer, inputs
+    # (clean + 2 noisy per sample), sections 2 and 3 (one per sample), 4 (one per layer), 5 (one
+    # per condition, less the fixture's deleted sample_1/noisy_t100/encoder_level_1 figure)
+    assert total == 1 + 4 + 2 + 1 + 3 * NUM_SAMPLES + 2 * NUM_SAMPLES + len(LAYERS) + len(CONDITIONS) - 1
     assert dom.body.get("data-images-ok") == f"{total}/{total}"
     assert dom.body["data-before"] == "sample_1/clean_t0/encoder_level_0_baseline_vs_curriculum.png"
     # Left stays at the first condition; right, right: noisy_t100, noisy_t500; down, down, up:

@@ -39,14 +39,19 @@ def loss_timesteps(num_timesteps: int, count: int) -> list[int]:
 def per_image_losses(
     plan: Plan, timesteps: Sequence[int], *, timings: Timings | None = None
 ) -> dict[str, np.ndarray]:
-    """Model id -> (N, len(timesteps)) float64: each model's loss on each statistics image at each t."""
+    """Model id -> (N, len(timesteps)) float64: each model's loss on each statistics image at each t.
+
+    Each forward takes one or more images at all timesteps (``--batch_size`` inputs, at least
+    one image's worth): no activations are kept, so a larger batch costs little memory.
+    """
     opts = plan.options
     n_images = opts.stats_samples
     fmt = layout(plan.device)
     per_t = len(timesteps)
     out = {m.id: np.zeros((n_images, per_t)) for m in plan.models}
     diffusions = {m.id: GaussianDiffusion.from_config(m.config.diffusion) for m in plan.models}
-    images_per_batch = max(1, opts.batch_size // per_t)
+    batch = max(opts.batch_size, per_t)  # one image's timesteps at least: fewer, larger passes
+    images_per_batch = max(1, batch // per_t)
     for first in range(0, n_images, images_per_batch):
         tic = time.perf_counter()
         idx = range(first, min(first + images_per_batch, n_images))
@@ -60,8 +65,8 @@ def per_image_losses(
             model.eval()
             try:
                 losses = []
-                for start in range(0, len(x0), opts.batch_size):
-                    sl = slice(start, start + opts.batch_size)
+                for start in range(0, len(x0), batch):
+                    sl = slice(start, start + batch)
                     xb = x0[sl].to(plan.device).contiguous(memory_format=fmt)
                     nb = noise[sl].to(plan.device).contiguous(memory_format=fmt)
                     loss = diffusions[m.id].train_losses(model, xb, t[sl].to(plan.device), nb)

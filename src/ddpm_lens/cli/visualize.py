@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {run.figures} figures, stats for {run.plan.options.stats_samples} samples and the run files "
         f"to {run.out}/ "
         f"in {time.perf_counter() - started:.1f} s (load {t.load:.1f} s, forward {t.forward:.1f} s, "
-        f"stats {t.stats:.1f} s, render {t.render:.1f} s and write {t.write:.1f} s summed over threads)"
+        f"stats {t.stats:.1f} s, {f'denoising loss {t.loss:.1f} s, ' if t.loss else ''}"
+        f"render {t.render:.1f} s and write {t.write:.1f} s summed over threads)"
     )
     if run.report_index is not None:
         print(f"report: open {run.report_index} ({run.report_index.resolve().as_uri()})")

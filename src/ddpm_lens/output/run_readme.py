@@ -72,8 +72,17 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
         f"- {comparisons} feature comparisons ({opts.num_samples} samples × {len(conds)} conditions × "
         f"{len(plan.layers)} layers)",
         "- `stats.csv` / `stats.json`: one row per sample × condition × layer × model",
-        "- `cka.csv` / `cka.json`: linear CKA between the two models per layer × condition",
+        "- `cka.csv` / `cka.json`: linear CKA between the two models per layer × condition, with a 95 % "
+        "interval over images and its mismatched-image null (read CKA against the null, not 0)",
         "- `manifest.json`: the exact command, versions, seeds and checkpoint hashes",
+        *(
+            [
+                "- `loss_by_t.csv` / `loss_by_t.json`: each model's denoising loss at each of "
+                f"{opts.loss_timesteps} timesteps"
+            ]
+            if opts.loss_timesteps
+            else []
+        ),
         "",
         "Conditions: "
         + ", ".join(f"`{c.name}`" + (f" (t={c.t})" if c.noisy else " (clean image, t=0)") for c in conds)
