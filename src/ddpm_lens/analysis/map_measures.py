@@ -26,7 +26,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 HALF_NYQUIST = 0.25  # cycles per pixel: the H3 cut between low and high spatial frequencies
 
@@ -96,22 +95,20 @@ def map_high_frequency_share(acts: np.ndarray, *, var: np.ndarray | None = None)
     """
     acts = _as_maps(acts)
     n, c, h, w = acts.shape
-    x = torch.from_numpy(np.moveaxis(acts, 1, -1))  # (N, H, W, C): a view of channels-last memory
-    work = x.dtype
+    x = np.moveaxis(acts, 1, -1)  # (N, H, W, C): a view of channels-last memory
     if var is None:
-        var = np.moveaxis(acts, 1, -1).reshape(n, h * w, c).var(axis=1, dtype=np.float64)
+        var = x.reshape(n, h * w, c).var(axis=1, dtype=np.float64)
     kx, ky = w // 4, h // 4
-    cos_x, sin_x = (torch.from_numpy(m).to(work) for m in _dft_rows(w, kx, full=False))  # (kx+1, W)
-    cos_y, sin_y = (torch.from_numpy(m).to(work) for m in _dft_rows(h, ky, full=True))  # (2ky+1, H)
-    rows = torch.matmul(torch.cat([cos_x, sin_x]), x.reshape(n * h, w, c))  # (N*H, 2(kx+1), C)
+    cos_x, sin_x = (m.astype(x.dtype) for m in _dft_rows(w, kx, full=False))  # (kx+1, W)
+    cos_y, sin_y = (m.astype(x.dtype) for m in _dft_rows(h, ky, full=True))  # (2ky+1, H)
+    rows = np.matmul(np.concatenate([cos_x, sin_x]), x.reshape(n * h, w, c))  # (N*H, 2(kx+1), C)
     rows = rows.reshape(n, h, 2 * (kx + 1) * c)
-    a, b = torch.matmul(cos_y, rows), torch.matmul(sin_y, rows)  # (N, 2ky+1, 2(kx+1) C)
+    a, b = np.matmul(cos_y, rows), np.matmul(sin_y, rows)  # (N, 2ky+1, 2(kx+1) C)
     half = (kx + 1) * c
     real = a[..., :half] - b[..., half:]  # cos_y (Re) - sin_y (Im) of the row transform
     imag = a[..., half:] + b[..., :half]
-    power = (real * real + imag * imag).reshape(n, 2 * ky + 1, kx + 1, c)
-    weights = torch.from_numpy(_low_weights(h, w)).to(work)
-    low = torch.einsum("njkc,jk->nc", power, weights).double().numpy()
+    power = (real * real + imag * imag).reshape(n, 2 * ky + 1, (kx + 1), c)
+    low = np.einsum("njkc,jk->nc", power, _low_weights(h, w).astype(x.dtype), dtype=np.float64)
     total = (h * w) ** 2 * np.asarray(var, dtype=np.float64)
     share = np.divide(total - low, total, out=np.full_like(total, np.nan), where=total > 0)
     return np.clip(share, 0.0, 1.0, out=share, where=np.isfinite(share))
