@@ -2,9 +2,11 @@
 mismatched-image null, streamed one image at a time.
 
 Examples (rows) are every position of every image, so rows of one image are not
-independent: nearby positions are correlated, and on independent random fields with lag-1
-autocorrelation 0.57 the debiased CKA reads about 0.09 rather than 0 (the unbiased HSIC
-assumes independent rows). Two calibrations follow from the image being the unit:
+independent: nearby positions are correlated, and the unbiased HSIC assumes independent rows.
+Measured on *independent* smooth random fields (5 images of 32 x 32, 32 channels) with lag-1
+autocorrelation 0.51 / 0.77 / 0.89, the debiased CKA reads 0.008 / 0.031 / 0.074, not 0; a
+positional pattern that every image shares (aligned faces) adds more. Two calibrations
+follow from the image being the unit:
 
 - **Interval**: a percentile bootstrap that resamples *images*, never positions. Image i's
   feature-space sums go to group i G // N (G = min(N images, ``groups``), contiguous blocks,
@@ -20,7 +22,9 @@ assumes independent rows). Two calibrations follow from the image being the unit
   at the same positions: what CKA reads for *unrelated* inputs that share the dataset's
   positional statistics (faces are aligned). pi(i) = i + s mod N for s = 1..``null_shifts``,
   each a derangement; the null is the mean of their debiased CKAs. Consecutive images are
-  paired, so a dataset whose neighbours are related (video frames) reads a higher null.
+  paired, so a dataset whose neighbours are related (video frames) reads a higher null. Its
+  cross products are float32 (relative error ~1e-7, ample for a reference level; half the
+  cost of float64).
 
 Memory per layer x condition: G (p^2 + q^2 + p q) float64 for the groups, plus p q and
 two images' rows per null shift. With G = 16 that is 16 x 1.5 MB = 25 MB for a 256-channel
