@@ -61,7 +61,7 @@ def test_null_pairs_each_image_with_the_one_s_further_on(shifts):
     expected = np.mean(
         [linear_cka(rows_x, np.roll(Y, -s, axis=0).reshape(-1, Y.shape[-1])) for s in range(1, shifts + 1)]
     )
-    assert r["cka_null"] == pytest.approx(expected, rel=1e-9)
+    assert r["cka_null"] == pytest.approx(expected, rel=1e-5)  # its products are float32
     assert r["cka_null"] < 0.5 * r["cka_debiased"]
 
 

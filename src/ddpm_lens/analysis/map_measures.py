@@ -26,7 +26,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 HALF_NYQUIST = 0.25  # cycles per pixel: the H3 cut between low and high spatial frequencies
 
@@ -77,46 +76,39 @@ def excess_kurtosis(x: np.ndarray) -> np.ndarray:
     return np.divide(m4, m2 * m2, out=np.full_like(m2, 3.0), where=m2 > 0) - 3.0
 
 
-def high_frequency_share(
-    acts: np.ndarray, *, mean: np.ndarray | None = None, var: np.ndarray | None = None
-) -> np.ndarray:
+def high_frequency_share(acts: np.ndarray, *, var: np.ndarray | None = None) -> np.ndarray:
     """(N, C, H, W) -> (N,): :func:`map_high_frequency_share` averaged over each image's
     channels, constant channels left out (0 when every channel is constant)."""
-    return channel_mean(map_high_frequency_share(acts, mean=mean, var=var))
+    return channel_mean(map_high_frequency_share(acts, var=var))
 
 
-def map_high_frequency_share(
-    acts: np.ndarray, *, mean: np.ndarray | None = None, var: np.ndarray | None = None
-) -> np.ndarray:
+def map_high_frequency_share(acts: np.ndarray, *, var: np.ndarray | None = None) -> np.ndarray:
     """(N, C, H, W) -> (N, C): the share of each map's power above half Nyquist; NaN for a constant map.
 
     With F the 2-D DFT of the map minus its mean and (f_y, f_x) = (j / H, k / W) cycles per
     pixel, the share is sum |F|^2 over sqrt(f_x^2 + f_y^2) > 0.25, divided by sum |F|^2
     over all frequencies. Parseval gives the denominator, H W sum (x - mean)^2 = (H W)^2 var,
     so only the low-frequency disc is transformed: two small real DFT matrix products
-    (|k| <= W/4, then |j| <= H/4), several times faster than a full FFT of every map.
-    ``mean`` and ``var`` (N, C), per map, may be passed when already known (population var).
+    (|k| <= W/4, then |j| <= H/4), several times faster than a full FFT of every map. The
+    mean needs no subtracting: it only enters the (0, 0) term, which is left out.
+    ``var`` (N, C), per map, may be passed when already known (population variance).
     """
     acts = _as_maps(acts)
     n, c, h, w = acts.shape
-    x = torch.from_numpy(np.moveaxis(acts, 1, -1))  # (N, H, W, C): a view of channels-last memory
-    work = torch.float32 if x.dtype == torch.float32 else torch.float64
-    if mean is None:
-        mean = x.mean(dim=(1, 2), dtype=torch.float64).numpy()
+    x = np.moveaxis(acts, 1, -1)  # (N, H, W, C): a view of channels-last memory
     if var is None:
-        var = np.moveaxis(acts, 1, -1).reshape(n, h * w, c).var(axis=1, dtype=np.float64)
-    e = x - torch.from_numpy(np.asarray(mean, dtype=np.float64)).to(work)[:, None, None, :]  # centred copy
+        var = x.reshape(n, h * w, c).var(axis=1, dtype=np.float64)
     kx, ky = w // 4, h // 4
-    cos_x, sin_x = (torch.from_numpy(m).to(work) for m in _dft_rows(w, kx, full=False))  # (kx+1, W)
-    cos_y, sin_y = (torch.from_numpy(m).to(work) for m in _dft_rows(h, ky, full=True))  # (2ky+1, H)
-    rows = torch.matmul(torch.cat([cos_x, sin_x]), e.reshape(n * h, w, c))  # (N*H, 2(kx+1), C)
+    cos_x, sin_x = (m.astype(x.dtype) for m in _dft_rows(w, kx, full=False))  # (kx+1, W)
+    cos_y, sin_y = (m.astype(x.dtype) for m in _dft_rows(h, ky, full=True))  # (2ky+1, H)
+    rows = np.matmul(np.concatenate([cos_x, sin_x]), x.reshape(n * h, w, c))  # (N*H, 2(kx+1), C)
     rows = rows.reshape(n, h, 2 * (kx + 1) * c)
-    a, b = torch.matmul(cos_y, rows), torch.matmul(sin_y, rows)  # (N, 2ky+1, 2(kx+1) C)
+    a, b = np.matmul(cos_y, rows), np.matmul(sin_y, rows)  # (N, 2ky+1, 2(kx+1) C)
     half = (kx + 1) * c
     real = a[..., :half] - b[..., half:]  # cos_y (Re) - sin_y (Im) of the row transform
     imag = a[..., half:] + b[..., :half]
-    power = (real * real + imag * imag).reshape(n, 2 * ky + 1, kx + 1, c).double()
-    low = torch.einsum("njkc,jk->nc", power, torch.from_numpy(_low_weights(h, w))).numpy()
+    power = (real * real + imag * imag).reshape(n, 2 * ky + 1, (kx + 1), c)
+    low = np.einsum("njkc,jk->nc", power, _low_weights(h, w).astype(x.dtype), dtype=np.float64)
     total = (h * w) ** 2 * np.asarray(var, dtype=np.float64)
     share = np.divide(total - low, total, out=np.full_like(total, np.nan), where=total > 0)
     return np.clip(share, 0.0, 1.0, out=share, where=np.isfinite(share))

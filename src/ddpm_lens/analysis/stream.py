@@ -196,7 +196,7 @@ def layer_measures(
     out = {
         "hoyer": map_measures.hoyer_from_moments(summary.mean_abs, summary.mean, summary.var, summary.size),
         "kurtosis": map_measures.excess_kurtosis(acts),
-        "hf_share": map_measures.high_frequency_share(acts, mean=summary.mean, var=summary.var),
+        "hf_share": map_measures.high_frequency_share(acts, var=summary.var),
     }
     robust = np.full((len(acts) // n_cond, n_cond), np.nan)  # (n, S)
     clean = next((s for s, c in enumerate(conditions) if not c.noisy), None)

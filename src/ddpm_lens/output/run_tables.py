@@ -99,7 +99,7 @@ def write_cka(out: Path, cka: list[dict], *, run_id: str | None = None) -> None:
     document = {
         "estimator": "linear CKA over images x positions; debiased = unbiased HSIC (Song et al. 2012), "
         "biased = Kornblith et al. 2019",
-        "interval": f"{round(100 * CONFIDENCE)} % BCa bootstrap of cka_debiased over images (never "
+        "interval": f"{round(100 * CONFIDENCE)} % percentile bootstrap of cka_debiased over images (never "
         f"positions): images pooled into at most {MAX_GROUPS} groups, {RESAMPLES} draws; none below "
         f"{MIN_GROUPS} images",
         "null": f"cka_null: mean debiased CKA of model a's image i against model b's image i + s "
