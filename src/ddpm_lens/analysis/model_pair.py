@@ -49,6 +49,7 @@ class LoadedModel:
     digest: Future  # the checkpoint file's SHA-256
     pending: Weights | None = None  # read and checked by open_pair, copied into a model by load_pair
     index: int = 0  # which checkpoint of its arm: the rows' "checkpoint"; 0 draws the figures
+    about: Weights | None = None  # the file's metadata (no tensors), known once open_pair read it
 
     @property
     def id(self) -> str:
@@ -62,7 +63,8 @@ class LoadedModel:
 
     @property
     def weights(self) -> Weights:
-        return self.loaded.result()[1]
+        """Where the weights came from (path, EMA or raw, epoch, stage); their tensors are the model's."""
+        return self.about if self.about is not None else self.loaded.result()[1]
 
     @property
     def sha256(self) -> str:
@@ -122,7 +124,8 @@ def open_pair(
         check_mask_buffers(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         check_fit(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)
         timings.add("load", time.perf_counter() - tic)
-        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights, index))
+        about = dataclasses.replace(weights, state_dict={})
+        out.append(LoadedModel(key, label, ckpt, config, cfg, structure, None, digest, weights, index, about))
     return out
 
 
