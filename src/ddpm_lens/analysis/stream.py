@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +20,13 @@ import torch
 
 from ddpm_lens.analysis import map_measures, stats
 from ddpm_lens.analysis.inputs import Condition, make_inputs
-from ddpm_lens.analysis.model_pair import layout
+from ddpm_lens.analysis.model_pair import LoadedModel, layout
 from ddpm_lens.analysis.pair_accumulators import PairAccumulators, match_chunk
 from ddpm_lens.analysis.plan import Plan
 from ddpm_lens.analysis.timings import Timings
 from ddpm_lens.core.features import hooked, run_until
 from ddpm_lens.core.unet import UNet
+from ddpm_lens.util.cpu_threads import lanes
 from ddpm_lens.util.errors import UserError
 
 
@@ -89,47 +91,75 @@ class StreamResult:
 
 
 def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> Iterator[Chunk]:
-    """Stream the first ``limit`` (default: all ``stats_samples``) samples through both models."""
+    """Stream the first ``limit`` (default: all ``stats_samples``) samples through both models.
+
+    On a CPU the models of a chunk run side by side, one thread each
+    (:func:`~ddpm_lens.util.cpu_threads.lanes`), and the next chunk's are started before this
+    one is yielded, so its forward passes overlap what the caller does with it.
+    """
+    total = plan.options.stats_samples if limit is None else limit
+    firsts = range(0, total, plan.samples_per_chunk)
+    with lanes(len(plan.models), enabled=plan.device.type == "cpu") as by_model:
+        ahead = _start_chunk(plan, by_model, firsts[0], total, timings) if firsts else None
+        for k in range(len(firsts)):
+            first, x0, x, futures = ahead
+            if k + 1 < len(firsts):
+                ahead = _start_chunk(plan, by_model, firsts[k + 1], total, timings)
+            done = [f.result() for f in futures]
+            layers = {m.id: maps for m, (maps, _) in zip(plan.models, done)}
+            rows = [row for _, model_rows in done for row in model_rows]
+            yield Chunk(first, x0, x.reshape(len(x0), len(plan.conditions), *x.shape[1:]), layers, rows)
+
+
+def _start_chunk(plan: Plan, by_model: list[Executor], first: int, total: int, timings: Timings):
+    """The inputs of the chunk starting at sample ``first``, and each model's work on them queued
+    on its lane: (first, x0, inputs, futures of :func:`model_chunk`)."""
+    count = min(plan.samples_per_chunk, total - first)
+    tic = time.perf_counter()
+    x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
+    x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.options.seed)
+    timings.add("load", time.perf_counter() - tic)
+    futures = [
+        lane.submit(model_chunk, plan, m, x, t, first, timings) for lane, m in zip(by_model, plan.models)
+    ]
+    return first, x0, x, futures
+
+
+def model_chunk(
+    plan: Plan, m: LoadedModel, x: torch.Tensor, t: torch.Tensor, first: int, timings: Timings
+) -> tuple[dict[str, LayerMaps], list[dict]]:
+    """One model's forward pass over a chunk's inputs ``x`` (n*S, 3, H, W) at ``t``: its maps
+    per layer and its statistics rows."""
     opts = plan.options
     n_cond = len(plan.conditions)
-    total = opts.stats_samples if limit is None else limit
-    for first in range(0, total, plan.samples_per_chunk):
-        count = min(plan.samples_per_chunk, total - first)
-        tic = time.perf_counter()
-        x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
-        x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, opts.seed)
-        timings.add("load", time.perf_counter() - tic)
-        layers: dict[str, dict[str, LayerMaps]] = {}
-        rows: list[dict] = []
-        for m in plan.models:
-            tic = time.perf_counter()
-            flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
-            timings.add("forward", time.perf_counter() - tic)
-            tic = time.perf_counter()
-            layers[m.id] = {}
-            for layer, a in flat.items():
-                summary = stats.channel_summary(a, opts.threshold)
-                if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
-                    raise UserError(
-                        f"the {m.label} model's {layer} activations contain NaN or inf (samples "
-                        f"{first}-{first + count - 1}): its weights may have diverged; check "
-                        f"{m.weights.path} (e.g. an earlier checkpoint)"
-                    )
-                idx = summary.top_channels(opts.num_channels)  # (n*S, K)
-                picked, u = shown_maps(a, idx)
-                measures = layer_measures(a, summary, plan.conditions)
-                rows += stats_rows(
-                    plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first, m.index
-                )
-                split = (count, n_cond)
-                layers[m.id][layer] = LayerMaps(
-                    acts=a.reshape(*split, *a.shape[1:]),
-                    shown=idx.reshape(*split, -1),
-                    maps=picked.reshape(*split, *picked.shape[1:]),
-                    normed=u.reshape(*split, *u.shape[1:]),
-                )
-            timings.add("stats", time.perf_counter() - tic)
-        yield Chunk(first, x0, x.reshape(count, n_cond, *x.shape[1:]), layers, rows)
+    count = len(x) // n_cond
+    tic = time.perf_counter()
+    flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
+    timings.add("forward", time.perf_counter() - tic)
+    tic = time.perf_counter()
+    layers: dict[str, LayerMaps] = {}
+    rows: list[dict] = []
+    for layer, a in flat.items():
+        summary = stats.channel_summary(a, opts.threshold)
+        if not (np.isfinite(summary.min).all() and np.isfinite(summary.max).all()):
+            raise UserError(
+                f"the {m.label} model's {layer} activations contain NaN or inf (samples "
+                f"{first}-{first + count - 1}): its weights may have diverged; check "
+                f"{m.weights.path} (e.g. an earlier checkpoint)"
+            )
+        idx = summary.top_channels(opts.num_channels)  # (n*S, K)
+        picked, u = shown_maps(a, idx)
+        measures = layer_measures(a, summary, plan.conditions)
+        rows += stats_rows(plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first, m.index)
+        split = (count, n_cond)
+        layers[layer] = LayerMaps(
+            acts=a.reshape(*split, *a.shape[1:]),
+            shown=idx.reshape(*split, -1),
+            maps=picked.reshape(*split, *picked.shape[1:]),
+            normed=u.reshape(*split, *u.shape[1:]),
+        )
+    timings.add("stats", time.perf_counter() - tic)
+    return layers, rows
 
 
 def run_stream(
@@ -145,7 +175,17 @@ def run_stream(
     extra pass over them), so that every chunk's curriculum maps are reordered before the
     sink sees them. Without ``keep_activations`` each chunk's full activations are freed
     once accumulated: figures need only the shown maps.
+
+    numpy's BLAS runs on one thread meanwhile: the work already fills every core (the models'
+    threads, the PNG pool), and OpenBLAS's spinning workers would take turns from them.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _stream(plan, timings=timings, sink=sink, keep_activations=keep_activations)
+
+
+def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> StreamResult:
     from tqdm.auto import tqdm
 
     opts = plan.options
