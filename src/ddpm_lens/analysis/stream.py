@@ -3,7 +3,9 @@
 Clean images and ``q_sample(x0, t, noise)`` (noise drawn once per sample and timestep, fed
 identically to both models) -> one batched, early-stopped forward per model and chunk ->
 per-map statistics rows, the top-variance channels of each map and CKA / channel-correlation
-accumulators. Memory is bounded by the chunk, not by the number of samples.
+accumulators. On a CPU each model runs on its own thread and the next chunk is queued
+before the current one is handed on (:func:`iter_chunks`), so two chunks are in memory at
+most: memory is bounded by the chunk, not by the number of samples.
 :func:`run_stream` drives it and hands each finished :class:`Chunk` to a sink (the figure
 writer of :mod:`ddpm_lens.output`, or a list in :func:`~ddpm_lens.analysis.compare.compare_features`).
 """
