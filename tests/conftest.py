@@ -6,6 +6,7 @@ depends on t or attention; ``perturb`` adds O(0.05) noise to every weight to fix
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -100,13 +101,29 @@ def tiny_pair(tmp_path_factory):
     )
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to ``n`` inside, put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for the test: on a shared 2-core machine, 2 threads stall each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads (what a 2-core machine has), whatever this machine has."""
+    with torch_threads(2):
+        yield
 
 
 def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723"):

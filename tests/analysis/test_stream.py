@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import torch_threads
 
 from ddpm_lens.analysis.compare import compare_features
 
 
 def _compare(tiny_pair, threads: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # 2: each model on its own lane; 1: one after the other, in the caller
-    try:
+    with torch_threads(threads):  # 2: each model on its own lane; 1: one after the other, in the caller
         return compare_features(
             baseline_ckpt=str(tiny_pair[0]),
             curriculum_ckpt=str(tiny_pair[1]),
@@ -21,8 +20,6 @@ def _compare(tiny_pair, threads: int):
             batch_size=3,  # one sample (3 conditions) per chunk: five chunks, each started ahead
             dataset="synthetic-faces",
         )
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,6 @@ import torch
 from ddpm_lens.util.cpu_threads import lanes
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_a_lane_runs_its_jobs_in_order_one_at_a_time_and_lanes_run_side_by_side(two_threads):
     log = []  # (lane, job, start, end, thread)
 
