@@ -56,3 +56,35 @@ def test_rows_come_sample_by_sample_and_each_model_sees_its_own_inputs(both):
     # every sample's clean maps differ from the next one's: no chunk was given another's inputs
     assert all(not np.allclose(base[i, 0], base[i + 1, 0]) for i in range(4))
     assert torch.equal(lanes.inputs[:, 0], lanes.images)  # the clean condition is the image itself
+
+
+def test_an_error_in_the_sink_ends_the_model_threads_at_once(tiny_pair, two_threads):
+    from ddpm_lens.analysis.options import visualize_options
+    from ddpm_lens.analysis.plan import build_plan
+    from ddpm_lens.analysis.stream import run_stream
+    from ddpm_lens.analysis.timings import Timings
+
+    plan = build_plan(
+        visualize_options(
+            baseline_ckpt=str(tiny_pair[0]),
+            curriculum_ckpt=str(tiny_pair[1]),
+            num_samples=3,
+            timesteps=(500,),
+            batch_size=2,
+            dataset="synthetic-faces",
+            device="cpu",
+            progress=False,
+            prefetch=False,
+        )
+    )
+
+    def full_disk(chunk):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as caught:  # its traceback keeps the stream's frames alive
+        run_stream(plan, timings=Timings(), sink=full_disk)
+    assert caught.value.errno == 28
+    assert torch.get_num_threads() == 2  # the lanes' one-thread setting did not outlive the stream
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("torch-lane")]

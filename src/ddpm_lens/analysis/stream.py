@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,23 +195,25 @@ def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> St
     corr = None
     if opts.match_channels:
         pre = PairAccumulators(plan, cka=False, match=True)
-        for chunk in iter_chunks(plan, timings, limit=opts.num_samples):
-            pre.update(chunk)
+        with closing(iter_chunks(plan, timings, limit=opts.num_samples)) as chunks:
+            for chunk in chunks:
+                pre.update(chunk)
         corr = pre.matcher()
     accs = PairAccumulators(plan)
     rows: list[dict] = []
     bar = tqdm(total=opts.stats_samples, desc="visualize", unit="sample", disable=not opts.progress)
     try:
-        for chunk in iter_chunks(plan, timings):
-            accs.update(chunk)
-            if corr is not None:
-                match_chunk(chunk, corr, plan)
-            if not keep_activations:
-                chunk.drop_activations()
-            if sink is not None:
-                sink(chunk)
-            rows += chunk.rows
-            bar.update(len(chunk.x0))
+        with closing(iter_chunks(plan, timings)) as chunks:  # its threads end here, even on an error
+            for chunk in chunks:
+                accs.update(chunk)
+                if corr is not None:
+                    match_chunk(chunk, corr, plan)
+                if not keep_activations:
+                    chunk.drop_activations()
+                if sink is not None:
+                    sink(chunk)
+                rows += chunk.rows
+                bar.update(len(chunk.x0))
     finally:
         bar.close()
     return StreamResult(rows, accs.cka_rows(), sorted(accs.skipped))
