@@ -226,3 +226,14 @@ def test_demo_refuses_zero_samples(tmp_path, capsys):
     assert main(["demo", "--num_samples", "0", "--output_dir", str(tmp_path / "d"), "--no_report"]) == 2
     assert "--num_samples must be at least 1, got 0" in capsys.readouterr().err
     assert not [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
+
+
+def test_train_refuses_a_chkpt_dir_it_cannot_write_before_training(tmp_path, capsys):
+    # found only when the first checkpoint was saved, an epoch into the run
+    (tmp_path / "file").write_text("x")
+    code = main(
+        ["train", "--config", str(TINY), "--chkpt-dir", str(tmp_path / "file" / "runs"), "--max_steps", "2"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write to --chkpt-dir" in err and "file/runs" in err, err
+    assert len(err.strip().splitlines()) == 1

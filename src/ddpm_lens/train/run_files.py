@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ddpm_lens.core.checkpoint import parse_epoch, read_checkpoint
 from ddpm_lens.train.study_modes import EPOCH_LOG_FIELDS
-from ddpm_lens.util.atomic import write_text
+from ddpm_lens.util.atomic import check_writable, write_text
 from ddpm_lens.util.errors import UserError, warn
 
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "stage", "t_lo", "t_hi", "mse", "reg")
@@ -141,7 +141,8 @@ def prepare_run_dir(
     removes temp files left behind by interrupted saves.
     """
     run_dir = Path(run_dir)
-    if main:
+    if main:  # a folder that cannot take checkpoints is found now, not after the first epoch
+        check_writable(run_dir, flag="--chkpt-dir")
         stale = list(run_dir.glob(f".{name}_*.tmp"))
         for tmp in stale:
             tmp.unlink(missing_ok=True)
