@@ -55,6 +55,22 @@ def test_loss_at_one_t_equals_a_hand_computation(tiny_plan, one_thread):
     assert rows[1]["a_loss"] != rows[0]["a_loss"]
 
 
+def test_p_values_are_holm_adjusted_across_the_timesteps():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(size=(12, 3))
+    b = a + np.array([1.0, 0.0, 0.0]) + 0.01 * rng.standard_normal((12, 3))  # only t=0 differs
+    rows = loss_table(
+        {"baseline": a, "curriculum": b},
+        [0, 5, 9],
+        arms={"baseline": ["baseline"], "curriculum": ["curriculum"]},
+    )
+    p = [r["p_value"] for r in rows]
+    order = np.argsort(p)
+    expected = np.maximum.accumulate([min(1.0, (3 - k) * p[i]) for k, i in enumerate(order)])
+    assert [rows[i]["p_adjusted"] for i in order] == pytest.approx(list(expected))
+    assert rows[0]["p_adjusted"] < 0.05 and all(r["p_adjusted"] >= r["p_value"] for r in rows)
+
+
 def test_identical_models_and_checkpoint_units():
     rng = np.random.default_rng(0)
     same = rng.uniform(size=(6, 2))

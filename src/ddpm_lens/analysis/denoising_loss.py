@@ -83,7 +83,8 @@ def loss_table(
     losses: dict[str, np.ndarray], timesteps: Sequence[int], *, arms: dict[str, list[str]]
 ) -> list[dict]:
     """One row per t: ``t``, ``a_loss``, ``a_ci_low``, ``a_ci_high``, the same for ``b``,
-    ``diff_mean``, ``diff_ci_low``, ``diff_ci_high`` (b - a), ``p_value``, ``n``, ``unit``.
+    ``diff_mean``, ``diff_ci_low``, ``diff_ci_high`` (b - a), ``p_value``, ``p_adjusted``
+    (Holm across the timesteps), ``n``, ``unit``.
 
     ``arms`` maps "baseline" / "curriculum" to their model ids, first checkpoint first. With
     one checkpoint per arm the unit is the image (paired by image: t-intervals, the signed-
@@ -119,6 +120,8 @@ def loss_table(
                 "unit": "image" if paired else "checkpoint",
             }
         )
+    for row, adjusted in zip(rows, rule.holm([r["p_value"] for r in rows])):
+        row["p_adjusted"] = float(adjusted)  # across the grid's timesteps: which t differ, together
     return rows
 
 

@@ -78,7 +78,7 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
         *(
             [
                 "- `loss_by_t.csv` / `loss_by_t.json`: each model's denoising loss at each of "
-                f"{opts.loss_timesteps} timesteps"
+                f"{opts.loss_timesteps} timesteps (p per t and Holm-adjusted across them)"
             ]
             if opts.loss_timesteps
             else []

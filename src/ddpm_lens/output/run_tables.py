@@ -45,6 +45,7 @@ LOSS_COLUMNS = [
     "diff_ci_low",
     "diff_ci_high",
     "p_value",
+    "p_adjusted",
     "n",
     "unit",
 ]
@@ -125,7 +126,8 @@ def write_loss_by_t(out: Path, plan: Plan, rows: list[dict]) -> None:
         "interval": "95 % t-interval of the mean over images (unit image) or over checkpoint means "
         "(unit checkpoint); diff = b - a, paired by image, or Welch's over checkpoints",
         "test": "p_value: Wilcoxon signed-rank on per-image differences (unit image) or Welch's t-test "
-        "on per-checkpoint means (unit checkpoint), two-sided, uncorrected",
+        "on per-checkpoint means (unit checkpoint), two-sided, per t; p_adjusted: Holm across the timesteps "
+        "(read it to say at which t the models differ; the intervals are per t, uncorrected)",
         "rows": rows,
     }
     write_text(out / "loss_by_t.json", json.dumps(document, allow_nan=True) + "\n")
