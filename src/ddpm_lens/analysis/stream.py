@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -114,7 +114,9 @@ def iter_chunks(plan: Plan, timings: Timings, *, limit: int | None = None) -> It
             yield Chunk(first, x0, x.reshape(len(x0), len(plan.conditions), *x.shape[1:]), layers, rows)
 
 
-def _start_chunk(plan: Plan, by_model: list[Executor], first: int, total: int, timings: Timings):
+def _start_chunk(
+    plan: Plan, by_model: list[Executor], first: int, total: int, timings: Timings
+) -> tuple[int, torch.Tensor, torch.Tensor, list[Future]]:
     """The inputs of the chunk starting at sample ``first``, and each model's work on them queued
     on its lane: (first, x0, inputs, futures of :func:`model_chunk`)."""
     count = min(plan.samples_per_chunk, total - first)

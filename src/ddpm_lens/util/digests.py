@@ -18,7 +18,7 @@ _BLOCK = 1 << 20
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks; of a folder (a diffusers
+    """Hex SHA-256 of the file at ``path`` (memory-mapped); of a folder (a diffusers
     model), of each file's relative path and bytes in sorted order."""
     h = hashlib.sha256()
     path = Path(path)
@@ -31,16 +31,18 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def _hash_file(h, file: Path) -> None:
-    """Feed ``file``'s bytes to ``h``: memory-mapped in one call where possible, which holds
-    the GIL once for the whole file instead of twice per block (a thread that waits for the
-    GIL after every block crawls while the main thread imports torch), else in blocks."""
+    """Feed ``file``'s bytes to ``h``: memory-mapped, in one ``update`` call (the thread needs
+    the GIL once for the whole file, not twice per block: a thread that waits for the GIL after
+    every block crawls while the main thread imports torch); in blocks where it cannot be mapped."""
     with open(file, "rb") as f:
         try:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                h.update(m)
-                return
-        except (OSError, ValueError):  # empty files, or a file system without mmap
-            pass
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # an empty file, or a file system without mmap
+            mapped = None
+        if mapped is not None:
+            with mapped:
+                h.update(mapped)
+            return
         for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
 
