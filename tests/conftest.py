@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,6 +100,26 @@ def tiny_pair(tmp_path_factory):
         write_tiny_checkpoint(d / "tiny_20260101_000000_3.pt", seed=0),
         write_tiny_checkpoint(d / "tiny_c_20260101_000000_3.pt", config="configs/tiny_c.json", seed=1),
     )
+
+
+def run_torchrun(script, *args, nproc: int = 2) -> None:
+    """``torchrun --standalone --nproc_per_node nproc script args...`` outside any outer torchrun
+    (its variables removed), one thread per process, this checkout's ``src`` first on the path;
+    fails the test with the tail of the workers' stderr unless every process exits 0."""
+    import subprocess
+    import sys
+
+    import ddpm_lens
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
+    }
+    env.update(PYTHONPATH=str(Path(ddpm_lens.__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    done = subprocess.run(
+        [*cmd, str(script), *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @contextlib.contextmanager

@@ -1,14 +1,11 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_torchrun
 from PIL import Image
 
-import ddpm_lens
 from ddpm_lens.analysis.image_sources import open_source
 from ddpm_lens.analysis.inception_features import INSTALL, InceptionFeatures, weights_path
 from ddpm_lens.analysis.quality_scores import FeatureSet, compare_feature_sets, source_features
@@ -17,7 +14,6 @@ from ddpm_lens.util.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall each other here
 TESTS = Path(__file__).resolve().parents[1]
-SRC = str(Path(ddpm_lens.__file__).resolve().parents[1])
 
 
 def test_a_cache_hit_gives_identical_numbers_without_the_network(tmp_path, fake_network):
@@ -84,18 +80,7 @@ finally:
 
 def test_two_processes_split_the_images_and_gather_them_in_order(tmp_path, fake_network):
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(
-        [*cmd, str(tmp_path / "worker.py"), str(TESTS), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun(tmp_path / "worker.py", TESTS, tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     single = source_features(
         open_source("dataset:synthetic-faces:test", num=7, resolution=16), fake_network, progress=False

@@ -1,13 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_torchrun
 
-import ddpm_lens
 from ddpm_lens.core.checkpoint import read_checkpoint
 from ddpm_lens.core.config import load_config, save_config, with_overrides
 from ddpm_lens.data.datasets import build_dataset
@@ -22,7 +19,6 @@ from ddpm_lens.train.distributed import (
 from ddpm_lens.train.trainer import Trainer
 from ddpm_lens.util.errors import UserError
 
-SRC = str(Path(ddpm_lens.__file__).resolve().parents[1])
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,18 +98,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     config = tmp_path / "ddp.json"
     save_config(cfg, config)
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    for var in TORCHRUN_VARS:
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(
-        [*cmd, str(tmp_path / "worker.py"), str(config), str(face_folder), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun(tmp_path / "worker.py", config, face_folder, tmp_path)
     facts = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [(f["rank"], f["local_rank"], f["world"]) for f in facts] == [(0, 0, 2), (1, 1, 2)]
     assert facts[1]["final"] == "None" and Path(facts[0]["final"]).parent == tmp_path / "ddp"

@@ -7,15 +7,12 @@ four stages (1, 1, 1, 2 epochs) take 20 steps.
 import csv
 import glob
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_torchrun
 
-import ddpm_lens
 from ddpm_lens.core.checkpoint import read_checkpoint
 from ddpm_lens.core.config import load_config, save_config, with_overrides
 from ddpm_lens.core.sparse_unet import MASK_BUFFERS
@@ -240,19 +237,7 @@ def test_two_gloo_processes_grow_the_same_mask_as_one(tmp_path, face_folder):
     config = tmp_path / "ddp.json"
     save_config(cfg, config)
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
-    }
-    env.update(PYTHONPATH=str(Path(ddpm_lens.__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(
-        [*cmd, str(tmp_path / "worker.py"), str(config), str(face_folder), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun(tmp_path / "worker.py", config, face_folder, tmp_path)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     one = train(cfg, tmp_path / "one", face_folder).model.state_dict()
     assert int(one["channel_mask"].sum()) == 44  # stage 2 reached
