@@ -78,22 +78,10 @@ def loss_by_timestep(loss_rows: Sequence[Mapping], path: str | os.PathLike, *, r
     fig = _figure(width=7.2, height=4.4)
     ax = fig.add_subplot(1, 1, 1)
     for ckpt, color in zip(checkpoints, colors):
-        cell = sorted((r for r in rows if r["checkpoint"] == ckpt), key=lambda r: r["t"])
+        cell = _checkpoint_curve(rows, ckpt)
         epoch = cell[0].get("epoch")
-        label = f"epoch {epoch}" if epoch is not None else ckpt
-        ax.plot(
-            [r["t"] for r in cell],
-            [r["loss"] for r in cell],
-            marker="o",
-            markersize=3,
-            color=color,
-            label=label,
-        )
-    if all(r["loss"] > 0 for r in rows):
-        ax.set_yscale("log")
-    ax.set_xlabel("timestep t")
-    ax.set_ylabel("held-out denoising loss (MSE)")
-    ax.grid(True, alpha=0.3, which="both")
+        _loss_line(ax, cell, color=color, label=f"epoch {epoch}" if epoch is not None else ckpt)
+    _loss_axes(ax, rows)
     ax.legend(fontsize=8, ncols=2 if len(checkpoints) > 8 else 1, title="checkpoint")
     fig.suptitle(_plain(f"Held-out loss by timestep — {run}"), fontsize=12)
     return _save(fig, path)
@@ -107,26 +95,34 @@ def last_loss_by_timestep(loss_rows: Sequence[Mapping], path: str | os.PathLike)
     for i, run in enumerate(runs):
         rows = [r for r in loss_rows if r["run"] == run]
         last = rows[-1]["checkpoint"]
-        cell = sorted((r for r in rows if r["checkpoint"] == last), key=lambda r: r["t"])
+        cell = _checkpoint_curve(rows, last)
         epoch = cell[0].get("epoch")
         label = f"{run} (epoch {epoch})" if epoch is not None else f"{run} ({last})"
-        color = RUN_COLORS[i % len(RUN_COLORS)]
-        ax.plot(
-            [r["t"] for r in cell],
-            [r["loss"] for r in cell],
-            marker="o",
-            markersize=3,
-            color=color,
-            label=_plain(label),
-        )
-    if all(r["loss"] > 0 for r in loss_rows):
+        _loss_line(ax, cell, color=RUN_COLORS[i % len(RUN_COLORS)], label=_plain(label))
+    _loss_axes(ax, loss_rows)
+    ax.legend(fontsize=9)
+    fig.suptitle("Held-out loss by timestep, each run's last checkpoint", fontsize=12)
+    return _save(fig, path)
+
+
+def _checkpoint_curve(rows: Sequence[Mapping], checkpoint: str) -> list[Mapping]:
+    """One checkpoint's held-out loss rows, in order of t."""
+    return sorted((r for r in rows if r["checkpoint"] == checkpoint), key=lambda r: r["t"])
+
+
+def _loss_line(ax, cell: Sequence[Mapping], *, color, label: str) -> None:
+    ax.plot(
+        [r["t"] for r in cell], [r["loss"] for r in cell], marker="o", markersize=3, color=color, label=label
+    )
+
+
+def _loss_axes(ax, rows: Sequence[Mapping]) -> None:
+    """Held-out loss against t: log scale when every loss is positive, labels, grid."""
+    if all(r["loss"] > 0 for r in rows):
         ax.set_yscale("log")
     ax.set_xlabel("timestep t")
     ax.set_ylabel("held-out denoising loss (MSE)")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=9)
-    fig.suptitle("Held-out loss by timestep, each run's last checkpoint", fontsize=12)
-    return _save(fig, path)
 
 
 def _x(row: Mapping, index: int) -> float:
