@@ -2,19 +2,19 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lens.analysis.denoising_loss import loss_table, loss_timesteps, per_image_losses
-from ddpm_lens.analysis.inputs import noise_for
+from ddpm_lens.analysis.denoising_loss import loss_table, per_image_losses
+from ddpm_lens.analysis.inputs import noise_for, timestep_grid
 from ddpm_lens.analysis.options import visualize_options
 from ddpm_lens.analysis.plan import build_plan
 
 
 def test_timesteps_spread_over_the_whole_range():
-    ts = loss_timesteps(1000, 20)
+    ts = timestep_grid(1000, 20)
     assert len(ts) == 20 and ts[0] == 0 and ts[-1] == 999 and ts == sorted(set(ts))
-    assert loss_timesteps(10, 20) == list(range(10))  # no repeats on a short schedule
-    assert loss_timesteps(1000, 1) == [0]
+    assert timestep_grid(10, 20) == list(range(10))  # no repeats on a short schedule
+    assert timestep_grid(1000, 1) == [0]
     with pytest.raises(ValueError):
-        loss_timesteps(1000, 0)
+        timestep_grid(1000, 0)
 
 
 @pytest.fixture(scope="module")

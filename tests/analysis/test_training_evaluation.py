@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lens.analysis.training_evaluation import _loss_noise, held_out_loss, loss_grid
+from ddpm_lens.analysis.inputs import HELD_OUT_STREAM, noise_for, timestep_grid
+from ddpm_lens.analysis.training_evaluation import LOSS_POINTS, held_out_loss
 from ddpm_lens.core.config import DiffusionConfig
 from ddpm_lens.core.diffusion import GaussianDiffusion
 
@@ -10,8 +11,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # sampling: 2 threads stall 
 
 
 def test_the_default_loss_grid_spans_both_ends():
-    assert loss_grid(1000) == [0, 111, 222, 333, 444, 555, 666, 777, 888, 999]
-    assert loss_grid(4) == [0, 1, 2, 3]
+    assert timestep_grid(1000, LOSS_POINTS) == [0, 111, 222, 333, 444, 555, 666, 777, 888, 999]
+    assert timestep_grid(4, LOSS_POINTS) == [0, 1, 2, 3]
 
 
 def test_held_out_loss_is_the_training_loss_on_fixed_noise_whatever_the_batching(tiny_model):
@@ -20,7 +21,7 @@ def test_held_out_loss_is_the_training_loss_on_fixed_noise_whatever_the_batching
     by_one = held_out_loss(tiny_model, diffusion, images, [10, 900], seed=3, batch_size=1)
     by_all = held_out_loss(tiny_model, diffusion, images, [10, 900], seed=3, batch_size=5)
     assert by_one == pytest.approx(by_all, rel=1e-5)
-    noise = torch.stack([_loss_noise(3, i, 900, (3, 32, 32)) for i in range(5)])
+    noise = torch.stack([noise_for(3, i, 900, (3, 32, 32), stream=HELD_OUT_STREAM) for i in range(5)])
     direct = diffusion.train_losses(tiny_model, images, torch.full((5,), 900), noise).mean().item()
     assert by_all[900] == pytest.approx(direct, rel=1e-5)
     assert by_all[10] != pytest.approx(by_all[900], rel=0.01)  # noise level matters

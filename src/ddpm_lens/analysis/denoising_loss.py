@@ -19,20 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ddpm_lens.analysis.inputs import noise_for
+from ddpm_lens.analysis.inputs import noise_for, timestep_grid
 from ddpm_lens.analysis.model_pair import MODEL_KEYS, layout
 from ddpm_lens.analysis.plan import Plan
 from ddpm_lens.analysis.timings import Timings
 from ddpm_lens.core.diffusion import GaussianDiffusion
 
 DEFAULT_COUNT = 20  # the bare --loss_timesteps
-
-
-def loss_timesteps(num_timesteps: int, count: int) -> list[int]:
-    """``count`` timesteps spread evenly over [0, T): both ends included, rounded, distinct."""
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
-    return sorted({int(t) for t in np.linspace(0, num_timesteps - 1, count).round()})
 
 
 @torch.inference_mode()
@@ -130,7 +123,7 @@ def loss_by_t(plan: Plan, *, timings: Timings | None = None) -> list[dict]:
     count = plan.options.loss_timesteps
     if not count:
         return []
-    timesteps = loss_timesteps(plan.diffusion.timesteps, count)
+    timesteps = timestep_grid(plan.diffusion.timesteps, count)
     losses = per_image_losses(plan, timesteps, timings=timings)
     arms = {key: [m.id for m in plan.models if m.key == key] for key in MODEL_KEYS}
     return loss_table(losses, timesteps, arms=arms)

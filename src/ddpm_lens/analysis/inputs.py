@@ -28,10 +28,27 @@ def make_conditions(timesteps: Sequence[int], *, clean: bool = True, noisy: bool
     return out
 
 
-def noise_for(seed: int, sample: int, t: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """The noise of sample ``sample`` at timestep ``t``: fixed by (seed, sample, t) alone."""
-    key = int(np.random.SeedSequence([seed, sample, t]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def noise_for(
+    seed: int, sample: int, t: int, shape: tuple[int, ...], *, stream: int | None = None
+) -> torch.Tensor:
+    """The noise of sample ``sample`` at timestep ``t``: fixed by (seed, sample, t) alone.
+
+    ``stream`` picks an independent set of draws for the same (seed, sample, t): None is the
+    visualizer's inputs (and its denoising loss), ``HELD_OUT_STREAM`` the held-out loss of
+    ``ddpm-lens evaluate``."""
+    entropy = [seed, sample, t] if stream is None else [seed, sample, t, stream]
+    key = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.randn(shape, generator=torch.Generator().manual_seed(key))
+
+
+HELD_OUT_STREAM = 1
+
+
+def timestep_grid(num_timesteps: int, count: int) -> list[int]:
+    """``count`` timesteps spread evenly over [0, T): both ends included, rounded, distinct."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    return sorted({int(t) for t in np.linspace(0, num_timesteps - 1, count).round()})
 
 
 def make_inputs(

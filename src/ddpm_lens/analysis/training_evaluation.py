@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddpm_lens.analysis.image_sources import DEFAULT_STEPS, open_source, sampled_source
+from ddpm_lens.analysis.inputs import HELD_OUT_STREAM, noise_for, timestep_grid
 from ddpm_lens.analysis.quality_scores import FeatureSet, compare_feature_sets, source_features
 from ddpm_lens.analysis.rank_split import gather, my_share, world
 from ddpm_lens.analysis.training_runs import TrainingRun
@@ -42,11 +43,6 @@ class Evaluation:
     loss_rows: list[dict]  # one per checkpoint x t: run, checkpoint, epoch, step, t, loss
     reference: dict  # the reference source, per resolution
     settings: dict = field(default_factory=dict)
-
-
-def loss_grid(timesteps: int, points: int = LOSS_POINTS) -> list[int]:
-    """``points`` timesteps spread evenly over [0, T - 1], both ends included."""
-    return sorted({int(round(t)) for t in np.linspace(0, timesteps - 1, points)})
 
 
 def evaluate_runs(
@@ -97,7 +93,7 @@ def evaluate_runs(
             model, diffusion, cfg, num=num, steps=steps, seed=seed, device=device, spec=str(ckpt)
         )
         fake = source_features(samples, network, batch_size=batch_size, dist=dist, progress=progress)
-        grid = list(loss_timesteps) if loss_timesteps else loss_grid(cfg.diffusion.timesteps)
+        grid = list(loss_timesteps) if loss_timesteps else timestep_grid(cfg.diffusion.timesteps, LOSS_POINTS)
         bad = [t for t in grid if not 0 <= t < cfg.diffusion.timesteps]
         if bad:
             raise UserError(f"--loss_timesteps {bad} outside 0..{cfg.diffusion.timesteps - 1} of {ckpt}")
@@ -172,7 +168,9 @@ def held_out_loss(
             for start in range(0, len(mine), batch_size):
                 idx = mine[start : start + batch_size].tolist()
                 x0 = images[idx].to(device)
-                noise = torch.stack([_loss_noise(seed, i, t, shape) for i in idx]).to(device)
+                noise = torch.stack([noise_for(seed, i, t, shape, stream=HELD_OUT_STREAM) for i in idx]).to(
+                    device
+                )
                 t_vec = torch.full((len(idx),), int(t), dtype=torch.long, device=device)
                 total += float(diffusion.train_losses(model, x0, t_vec, noise).sum())
             sums[int(t)] = total
@@ -187,11 +185,6 @@ def _reference(spec, res, *, num, loss_num, network, data_dir, batch_size, cache
     )
     held_out = source.images(range(min(loss_num, source.n)))  # (L, 3, R, R)
     return features, held_out
-
-
-def _loss_noise(seed: int, index: int, t: int, shape) -> torch.Tensor:
-    key = int(np.random.SeedSequence([seed, index, t, 1]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.randn(shape, generator=torch.Generator().manual_seed(key))
 
 
 def _step_of(path) -> int | None:
