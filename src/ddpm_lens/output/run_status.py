@@ -15,10 +15,10 @@ import uuid
 from pathlib import Path
 
 from ddpm_lens.output.png import read_png_text
-from ddpm_lens.output.run_folder import figure_files
+from ddpm_lens.output.run_folder import RUN_ID_KEY, figure_files
 from ddpm_lens.util.errors import UserError
 
-RUN_ID_KEY = "ddpm-lens run"
+__all__ = ["RUN_ID_KEY", "check_finished", "check_one_run", "new_run_id"]
 _RERUN = "rerun ddpm-lens visualize into this folder"
 
 
