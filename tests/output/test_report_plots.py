@@ -32,6 +32,7 @@ def _running(pid: int) -> bool:
     return "\tZ" not in next(line for line in status.splitlines() if line.startswith("State"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_workers_exit_when_the_parent_is_killed(tmp_path):
     # visualize killed with SIGKILL left its spawned plot workers alive for 30+ minutes

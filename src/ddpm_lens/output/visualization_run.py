@@ -84,10 +84,12 @@ def _locked_run(
         from ddpm_lens.analysis.inception_features import weights_path
 
         weights_path()  # a missing feature network is reported before any work
+    owned = owned_files(out)
+    check_replaceable(out, _table_files(options), owned, flag="--output_dir")  # before the models load
     timings = Timings()
     plan = build_plan(options, prefetch=prefetch if options.prefetch else None, timings=timings)
     remove_stale_stages(out)
-    check_replaceable(out, _planned_files(plan), owned_files(out), flag="--output_dir")
+    check_replaceable(out, _figure_files(plan), owned, flag="--output_dir")
     run_id = new_run_id()
     stage = stage_dir(out, run_id)
     try:
@@ -137,16 +139,19 @@ def _write_run(
     return files, result, writer.written
 
 
-def _planned_files(plan: Plan) -> list[str]:
-    """The files this run will write that are known before it starts (not the report's plots)."""
-    opts = plan.options
-    files = [
+def _table_files(opts: VisualizeOptions) -> list[str]:
+    """The run's files other than figures (and the report's plots, named as it draws them)."""
+    return [
         "manifest.json",
         *TABLES,
         *(["fid.json"] if opts.fid else []),
         *(REPORT_FILES if opts.report else ()),
     ]
-    for g in range(opts.num_samples):
+
+
+def _figure_files(plan: Plan) -> list[str]:
+    files = []
+    for g in range(plan.options.num_samples):
         files.append(f"sample_{g}/input_clean.png")
         for cond in plan.conditions:
             if cond.noisy:
