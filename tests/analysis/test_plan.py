@@ -77,3 +77,51 @@ def test_a_good_request_loads_both_models_once(tiny_pair, heavy_work):
     plan = build_plan(_options(tiny_pair, dataset="synthetic-faces", num_samples=1))
     assert [m.model is not None for m in plan.models] == [True, True]
     assert heavy_work == ["model_from_weights", "model_from_weights"]
+
+
+def test_too_few_images_for_stats_samples_names_stats_samples(tiny_pair, heavy_work, face_folder):
+    # it used to say "lower --num_samples" when --num_samples was 1 and --stats_samples the culprit
+    options = _options(
+        tiny_pair, dataset="folder", data_dir=str(face_folder), num_samples=1, stats_samples=10**9
+    )
+    with pytest.raises(
+        UserError, match=r"\(--stats_samples 1000000000\) .*hold only 16: lower --stats_samples"
+    ) as info:
+        build_plan(options)
+    assert "--num_samples" not in str(info.value)
+    with pytest.raises(UserError, match="lower --num_samples"):
+        build_plan(_options(tiny_pair, dataset="folder", data_dir=str(face_folder), num_samples=17))
+
+
+def test_a_negative_threshold_is_refused(tiny_pair, heavy_work):
+    # --threshold -1 counted nothing as sparse: sparsity 0 everywhere, silently
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(UserError, match="--threshold must be 0 or more"):
+            build_plan(_options(tiny_pair, threshold=bad))
+    assert heavy_work == []
+
+
+def test_an_output_folder_inside_the_folder_dataset_is_refused(tiny_pair, heavy_work, tmp_path):
+    # the folder dataset reads recursively: a second run read the first run's figures as inputs
+    data = tmp_path / "pics"
+    data.mkdir()
+    for out in (data / "out", data / "a" / "b"):
+        with pytest.raises(
+            UserError, match=r"--output_dir .* is inside --data_dir .*: pass an --output_dir outside"
+        ):
+            build_plan(_options(tiny_pair, dataset="folder", data_dir=str(data), output_dir=str(out)))
+    assert heavy_work == []
+
+
+def test_a_config_less_checkpoint_names_the_arms_config_flag(tiny_pair, heavy_work, tmp_path):
+    # it said "pass ... (e.g. --config configs/celeba.json)": visualize has no --config
+    from safetensors.torch import load_file, save_file
+
+    from ddpm_lens.core.checkpoint import export_safetensors, load_weights
+
+    bare = tmp_path / "bare.safetensors"
+    export_safetensors(load_weights(tiny_pair[1]), tmp_path / "with-config.safetensors")
+    save_file(load_file(tmp_path / "with-config.safetensors"), bare)  # the tensors, no metadata
+    with pytest.raises(UserError, match="pass its JSON config with --config_curriculum") as info:
+        build_plan(_options(tiny_pair, curriculum_ckpt=str(bare)))
+    assert "--config " not in str(info.value)

@@ -237,3 +237,29 @@ def test_train_refuses_a_chkpt_dir_it_cannot_write_before_training(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "cannot write to --chkpt-dir" in err and "file/runs" in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-steps", "0"], "--max-steps 0: 'train.max_steps' must be at least 1"),
+        (["--batch-size", "0"], "--batch-size 0: "),
+    ],
+)
+def test_train_blames_a_bad_flag_not_the_config_file(tmp_path, capsys, flags, message):
+    code = main(["train", "--config", str(TINY), "--chkpt-dir", str(tmp_path / "c"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and f"config {TINY}" not in err, err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "."])
+def test_train_refuses_a_name_that_is_a_path(tmp_path, capsys, name):
+    # --name ../../x wrote checkpoints outside --chkpt-dir
+    chkpts = tmp_path / "deep" / "c"
+    code = main(
+        ["train", "--config", str(TINY), "--chkpt-dir", str(chkpts), "--name", name, "--max-steps", "1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--name" in err and "plain name" in err, err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

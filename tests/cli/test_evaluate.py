@@ -81,6 +81,8 @@ def test_evaluate_two_tiny_runs_writes_csv_table_plots_and_page(
     record = json.loads((out / "evaluation.json").read_text())
     assert len(record["loss_rows"]) == 4 * 10 and record["settings"]["num"] == 8
     assert record["settings"]["network"]["weights_sha1"] == "fake-weights"
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(record["files"]) == written and len(record["run_id"]) == 16  # a rerun may replace them
 
     plots = ["plots/quality_by_epoch.png", "plots/loss_by_t_last.png", "plots/loss_by_t_base.png"]
     plots.append("plots/loss_by_t_cur.png")
@@ -90,3 +92,19 @@ def test_evaluate_two_tiny_runs_writes_csv_table_plots_and_page(
     assert all(f'src="{rel}"' in page for rel in plots)
     assert "FID table" in page and "--accent" in page  # the report's styles
     assert page.count('class="num best"') == 2  # one best checkpoint per run
+
+
+def test_evaluate_refuses_to_replace_the_users_files_and_creates_no_folder(tmp_path, capsys):
+    # index.html and plots/ of the user's own site were replaced silently
+    site = tmp_path / "site"
+    (site / "plots").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>mine</h1>")
+    (site / "plots/quality_by_epoch.png").write_bytes(PNG + b"mine")
+    argv = ["evaluate", str(tmp_path / "no-runs"), "--reference", "dataset:synthetic-faces:test"]
+    assert main([*argv, "--output_dir", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "index.html and 1 more files that no ddpm-lens run wrote" in err, err
+    assert (site / "index.html").read_text() == "<h1>mine</h1>"
+    assert (site / "plots/quality_by_epoch.png").read_bytes() == PNG + b"mine"
+    assert main([*argv, "--output_dir", str(tmp_path / "new" / "out")]) == 2  # the run folder is missing
+    assert not (tmp_path / "new").exists()

@@ -295,3 +295,17 @@ def test_diffusers_folders_run_the_seed_command_without_config_flags(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [m["weights"] for m in manifest["models"]] == ["diffusers UNet2DModel weights"] * 2
     assert all(len(m["sha256"]) == 64 for m in manifest["models"])
+
+
+def test_a_config_missing_block_out_channels_names_the_config_not_the_weights(saved, tmp_path):
+    # diffusers' default widths were assumed, and the error blamed the weights for not fitting
+    folder = tmp_path / "model"
+    shutil.copytree(saved, folder)
+    raw = json.loads((folder / "unet/config.json").read_text())
+    del raw["block_out_channels"]
+    (folder / "unet/config.json").write_text(json.dumps(raw))
+    with pytest.raises(UserError) as info:
+        load_weights(folder)
+    message = str(info.value)
+    assert str(folder / "unet/config.json") in message and "has no block_out_channels" in message, message
+    assert "weights" not in message.split(":")[0]

@@ -12,6 +12,7 @@ from ddpm_lens.data.datasets import (
     first_n,
     from_uint8,
     load_images,
+    open_rgb,
     to_uint8,
 )
 from ddpm_lens.data.synthetic_faces import draw_face
@@ -268,3 +269,18 @@ def test_a_folder_for_a_dataset_that_reads_none_is_an_error(tmp_path, name):
     ):
         build_dataset(name, root=tmp_path)
     assert len(build_dataset(name, root=None, split="test")) == 1000
+
+
+@pytest.mark.parametrize("kind", ["16-bit png", "float tiff"])
+def test_high_bit_depth_images_are_scaled_by_their_range_not_clipped(tmp_path, kind):
+    # Both used to come out white: PIL's convert("RGB") clips I;16 and F values at 255.
+    ramp = np.linspace(0, 1, 32 * 32).reshape(32, 32)
+    if kind == "16-bit png":
+        path, data = tmp_path / "deep.png", (ramp * 65535).round().astype(np.uint16)
+    else:
+        path, data = tmp_path / "deep.tif", ramp.astype(np.float32)
+    Image.fromarray(data).save(path)
+    assert Image.open(path).mode == ("I;16" if kind == "16-bit png" else "F")
+    rgb = np.asarray(open_rgb(path), dtype=np.float64)
+    assert rgb.shape == (32, 32, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    np.testing.assert_allclose(rgb[..., 0], ramp * 255, atol=0.51)

@@ -86,19 +86,29 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing catches it, no clean-up code runs."""
 
 
-def test_a_rerun_killed_half_way_is_refused_by_report(tiny_pair, run_a, monkeypatch, capsys):
-    real, calls = png.write_bytes, []
+def test_a_rerun_killed_while_it_moves_in_is_refused_by_report(tiny_pair, run_a, monkeypatch, capsys):
+    # the run is written beside the earlier one and moved in at the end: killed half-way through
+    # that move, the folder holds files of both, and its manifest says so
+    import os
 
-    def write_bytes(*args, **kwargs):
+    import ddpm_lens.output.visualization_run as visualization_run
+
+    real_replace, real_swap, calls = os.replace, visualization_run.swap_in, []
+
+    def replace(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 5:
+        if len(calls) > 5:  # the running manifest and four files are in
             raise Killed
-        return real(*args, **kwargs)
+        return real_replace(*args, **kwargs)
 
-    monkeypatch.setattr(png, "write_bytes", write_bytes)
+    def swap_in(*args, **kwargs):
+        monkeypatch.setattr(os, "replace", replace)
+        return real_swap(*args, **kwargs)
+
+    monkeypatch.setattr(visualization_run, "swap_in", swap_in)
     with pytest.raises(Killed):
         main(command(tiny_pair, run_a, seed=3))
-    monkeypatch.setattr(png, "write_bytes", real)
+    monkeypatch.undo()
     assert json.loads((run_a / "manifest.json").read_text())["status"] == "running"
     assert (run_a / "stats.json").is_file()  # the earlier run's, beside a mix of figures
     assert "holds an incomplete run" in report_error(run_a, capsys)

@@ -601,17 +601,3 @@ def test_a_full_disk_names_the_path_and_the_space_and_takes_the_run_back(
     ), error
     assert "removed the 8 files this run wrote" in error  # 7 figures and the manifest
     assert not [p for p in out.rglob("*")]
-
-
-def test_a_full_disk_over_an_earlier_run_leaves_a_failed_manifest(tiny_pair, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "o"
-    assert main(small_command(tiny_pair, out)) == 0
-    (out / "notes.txt").write_text("mine")
-    disk_full_after(monkeypatch, 3)
-    assert main(small_command(tiny_pair, out, "--seed", "4")) == 2
-    assert (out / "notes.txt").read_text() == "mine"
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "failed" and "no space left" in manifest["error"]
-    capsys.readouterr()
-    assert main(["report", str(out)]) == 2
-    assert "holds an incomplete run" in capsys.readouterr().err

@@ -72,9 +72,12 @@ def make_inputs(
     return torch.stack(xs), torch.tensor(ts, dtype=torch.long)
 
 
-def image_source(images, dataset: str, data_dir, split: str, resolution: int, needed: int):
+def image_source(
+    images, dataset: str, data_dir, split: str, resolution: int, needed: int, *, flag: str = "--num_samples"
+):
     """The clean images: ``images`` (a tensor (N, 3, H, W) in [-1, 1] or file paths) or the
-    ``split`` of ``dataset``; indexable, each item (3, H, W). Checks that ``needed`` exist."""
+    ``split`` of ``dataset``; indexable, each item (3, H, W). Checks that ``needed`` exist
+    (``flag``: the option that asked for them)."""
     from ddpm_lens.data.datasets import build_dataset, load_images
 
     if images is not None and not torch.is_tensor(images):
@@ -87,7 +90,7 @@ def image_source(images, dataset: str, data_dir, split: str, resolution: int, ne
         source = build_dataset(dataset, root=data_dir, split=split, resolution=resolution)
     if len(source) < needed:
         raise UserError(
-            f"asked for {needed} samples but the {dataset if images is None else 'given'} images "
-            f"({split if images is None else 'files'}) hold only {len(source)}: lower --num_samples"
+            f"asked for {needed} samples ({flag} {needed}) but the {dataset if images is None else 'given'} "
+            f"images ({split if images is None else 'files'}) hold only {len(source)}: lower {flag}"
         )
     return source

@@ -33,6 +33,7 @@ from ddpm_lens.core.checkpoint import (
 from ddpm_lens.core.config import Config
 from ddpm_lens.core.sparse_unet import check_mask_buffers
 from ddpm_lens.core.unet import UNet, build_unet
+from ddpm_lens.util.errors import UserError
 
 MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
 
@@ -118,6 +119,11 @@ def open_pair(
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         tic = time.perf_counter()
         weights = load_weights(ckpt, use_ema=use_ema)
+        if config is None and weights.config is None:  # name this command's flag for the arm
+            raise UserError(
+                f"checkpoint {weights.path} carries no config: pass its JSON config with --config_{key} "
+                f"(e.g. --config_{key} configs/celeba.json)"
+            )
         cfg = resolve_config(config, weights)
         with torch.device("meta"):
             structure = build_unet(cfg.model, sparsity=cfg.sparsity)

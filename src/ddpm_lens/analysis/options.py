@@ -202,6 +202,10 @@ class VisualizeOptions:
             )
         if not 0 < self.alpha < 1:
             raise UserError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if not self.threshold >= 0:  # NaN too
+            raise UserError(
+                f"--threshold must be 0 or more (sparsity counts |x| below it), got {self.threshold}"
+            )
         if self.loss_timesteps < 0:
             raise UserError(f"--loss_timesteps must be 0 (off) or more, got {self.loss_timesteps}")
         if isinstance(images, Sequence):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -112,13 +113,17 @@ def build_plan(
     if any(m.config.diffusion != base_cfg.diffusion for m in models[1:]):
         warn("the configs' diffusion settings differ; every model gets inputs noised with the baseline's")
     tic = time.perf_counter()
+    dataset, data_dir = opts.dataset or base_cfg.dataset.name, opts.data_dir or base_cfg.dataset.root
+    if opts.images is None and dataset == "folder" and data_dir is not None:
+        _check_output_outside(opts.output_dir, data_dir)
     source = image_source(
         opts.images,
-        opts.dataset or base_cfg.dataset.name,
-        opts.data_dir or base_cfg.dataset.root,
+        dataset,
+        data_dir,
         opts.split,
         base_cfg.dataset.resolution,
         opts.stats_samples,
+        flag="--stats_samples" if opts.stats_samples > opts.num_samples else "--num_samples",
     )
     timings.add("load", time.perf_counter() - tic)  # the inputs; the loaders count their own time
     load_pair(models, device=device, prefetch=prefetch, timings=timings)
@@ -144,3 +149,15 @@ def _warn_narrow(models: Sequence[LoadedModel], names: Sequence[str], num_channe
     )
     if narrow:
         warn(f"{', '.join(narrow)} have fewer than {num_channels} channels; showing all of their channels")
+
+
+def _check_output_outside(output_dir, data_dir) -> None:
+    """The folder dataset reads every image under ``data_dir``: an output folder inside it would
+    feed a run's figures to the next run as inputs."""
+    out, data = Path(output_dir).resolve(), Path(data_dir).expanduser().resolve()
+    if out.is_relative_to(data):
+        raise UserError(
+            f"--output_dir {output_dir} is inside --data_dir {data_dir}, whose images --dataset folder "
+            "reads recursively (a second run would read this run's figures as inputs): "
+            "pass an --output_dir outside it"
+        )

@@ -55,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.analysis.reference_cache import default_cache_dir
     from ddpm_lens.analysis.training_evaluation import evaluate_runs
     from ddpm_lens.analysis.training_runs import find_runs
-    from ddpm_lens.output.evaluation_run import write_evaluation
-    from ddpm_lens.output.run_folder import check_output_dir
+    from ddpm_lens.output.evaluation_run import check_evaluation_dir, write_evaluation
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
 
+    check_evaluation_dir(args.output_dir)  # created only when its first file is written
     runs = find_runs(args.run_dirs, config=args.config)
-    check_output_dir(args.output_dir)
     info = init_distributed(args.device)
     try:
         main = is_main(info)

@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ddpm_lens.util.errors import UserError
+
 HELP = "train a baseline or curriculum DDPM (one CPU to many GPUs)"
 
 
@@ -98,31 +100,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import Subset
 
-    from ddpm_lens.core.config import load_config, with_overrides
+    from ddpm_lens.core.config import load_config
     from ddpm_lens.data.datasets import build_dataset
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
     from ddpm_lens.train.run_files import prepare_run_dir
     from ddpm_lens.train.trainer import Trainer
 
     cfg = load_config(args.config)
-    cfg = with_overrides(
-        cfg,
-        {
-            "dataset.root": args.data_dir,
-            "train.seed": args.seed,
-            "train.epochs": args.epochs,
-            "train.max_steps": args.max_steps,
-            "train.batch_size": args.batch_size,
-            "train.lr": args.lr,
-            "train.amp": args.amp,
-            "train.compile": args.compile,
-            "train.channels_last": args.channels_last,
-            "train.num_workers": args.num_workers,
-            "train.chkpt_intv": args.chkpt_intv,
-            "train.image_intv": args.image_intv,
-        },
-    )
+    flags = {
+        "dataset.root": ("--data-dir", args.data_dir),
+        "train.seed": ("--seed", args.seed),
+        "train.epochs": ("--epochs", args.epochs),
+        "train.max_steps": ("--max-steps", args.max_steps),
+        "train.batch_size": ("--batch-size", args.batch_size),
+        "train.lr": ("--lr", args.lr),
+        "train.amp": ("--amp", args.amp),
+        "train.compile": ("--compile", args.compile),
+        "train.channels_last": ("--channels-last", args.channels_last),
+        "train.num_workers": ("--num-workers", args.num_workers),
+        "train.chkpt_intv": ("--chkpt-intv", args.chkpt_intv),
+        "train.image_intv": ("--image-intv", args.image_intv),
+    }
+    cfg = _with_flags(cfg, flags)
     name = args.name or Path(args.config).stem
+    if Path(name).name != name or name in (".", "..") or "\\" in name:
+        raise UserError(
+            f"--name {name} must be a plain name (no folders): checkpoints go to --chkpt-dir/NAME"
+        )
     run_dir = Path(args.chkpt_dir) / name
     split = "all" if cfg.dataset.name == "celeba" else "train"  # as ddpm-torch and the study train CelebA
     dataset = build_dataset(
@@ -151,3 +155,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cleanup(info)
     return 0
+
+
+def _with_flags(cfg, flags: dict):
+    """``cfg`` with the flags' values (``{"section.key": (flag, value)}``, None: not given). A
+    value the config check refuses is blamed on its flag, not on the config file."""
+    from ddpm_lens.core.config import with_overrides
+
+    try:
+        return with_overrides(cfg, {key: value for key, (_, value) in flags.items()})
+    except UserError:
+        for key, (flag, value) in flags.items():
+            try:
+                with_overrides(cfg, {key: value})
+            except UserError as exc:
+                why = str(exc).split(": ", 1)[-1]  # the check, without "config FILE"
+                raise UserError(f"{flag} {value}: {why}") from None
+        raise

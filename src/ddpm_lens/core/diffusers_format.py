@@ -157,8 +157,17 @@ def read_folder(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]
     return state_dict, config
 
 
+SHAPE_KEYS = ("block_out_channels", "layers_per_block")  # fix the weights' shapes: never defaulted
+
+
 def model_config(raw: dict, *, source: os.PathLike) -> tuple[dict, int]:
     """Our ``model`` config section and the image side of a UNet2DModel ``config.json``."""
+    missing = [key for key in SHAPE_KEYS if key not in raw]
+    if missing:  # diffusers' default would be a guess, and the weights would be blamed for it
+        raise UserError(
+            f"{source} has no {missing[0]}: add the model's value (save_pretrained writes it; "
+            f"diffusers' default {UNET_DEFAULTS[missing[0]]} is not assumed)"
+        )
     cls = raw.get("_class_name", "UNet2DModel")
     cfg = {**UNET_DEFAULTS, **{k: v for k, v in raw.items() if not k.startswith("_")}}
     bad = [] if cls == "UNet2DModel" else [f"_class_name is {json.dumps(cls)} (only UNet2DModel maps)"]

@@ -87,6 +87,8 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
+            if im.mode in _DEEP_MODES:
+                return _to_8_bit(im).convert("RGB")
             if im.has_transparency_data:
                 im = im.convert("RGBA")
                 return Image.alpha_composite(Image.new("RGBA", im.size, "white"), im).convert("RGB")
@@ -95,6 +97,26 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         raise UserError(f"image not found: {path}") from None
     except _UNREADABLE as exc:
         raise UserError(f"not a readable image: {path} ({type(exc).__name__}: {exc})") from None
+
+
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # one channel, more than 8 bits
+
+
+def _to_8_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float grey image as 8 bits ("L"), scaled by its range
+    (``convert`` would clip every value above 255 to white): 16-bit and non-negative integers
+    below 2**16 by 65535, floats in [0, 1] by 255, anything else from its own min to max."""
+    a = np.asarray(im, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size and np.isfinite(a).all() else (0.0, 0.0)
+    if im.mode.startswith("I;16") or (im.mode == "I" and lo >= 0 and hi <= 65535):
+        scaled = a / 65535
+    elif im.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = a
+    elif hi > lo:
+        scaled = (a - lo) / (hi - lo)
+    else:
+        scaled = np.zeros_like(a)
+    return Image.fromarray(np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8), mode="L")
 
 
 def _maybe_flip(x: torch.Tensor, random_flip: bool) -> torch.Tensor:

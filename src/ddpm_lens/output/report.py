@@ -36,10 +36,12 @@ from ddpm_lens.analysis.summary import (
 )
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.report_page import json_safe, page_context, render_page
-from ddpm_lens.output.report_plots import write_plots
-from ddpm_lens.output.run_status import check_finished, check_one_run
+from ddpm_lens.output.report_plots import draw, plot_jobs
+from ddpm_lens.output.run_folder import REPORT_FILES, check_replaceable, owned_files
+from ddpm_lens.output.run_status import check_finished, check_one_run, new_run_id
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
+from ddpm_lens.util.folder_lock import FolderLock
 
 SUMMARY_STATS = SUMMARIZED  # the registry's summarised statistics, in its order
 
@@ -56,6 +58,11 @@ def build_report(
     out = Path(out_dir)
     if not out.is_dir():
         raise UserError(f"OUT {out} is not a folder: pass the --output_dir of ddpm-lens visualize")
+    with FolderLock(out, flag="OUT"):
+        return _build(out, a=a, b=b, alpha=alpha)
+
+
+def _build(out: Path, *, a: str, b: str, alpha: float | None) -> dict[str, Path]:
     stats = _read_whole_run(out)
     cka = _read_optional(out / "cka.json", want_rows=True)
     manifest = _read_optional(out / "manifest.json", want_rows=False)
@@ -68,6 +75,10 @@ def build_report(
     summary_rows = summarize(rows, stats=present, a=a, b=b)
     verdicts = hypotheses(rows, a=a, b=b, alpha=alpha)
     labels = _labels(stats)
+
+    plot_list, plot_draws = plot_jobs(out, summary_rows, cka, labels=labels, a=a, b=b, loss=loss)
+    files = [*REPORT_FILES, *(p["file"] for p in plot_list)]
+    check_replaceable(out, files, owned_files(out), flag="OUT")
 
     written: dict[str, Path] = {}
     written["summary.csv"] = _write(out / "summary.csv", csv_text([json_safe(r) for r in summary_rows]))
@@ -91,6 +102,8 @@ def build_report(
                 "decision_rule": rule.rule_text(alpha),
                 "sparsity_vs_inverse_std": sparsity_scale_correlation(rows),
                 "rows": summary_rows,
+                "run_id": (manifest or {}).get("run_id") or new_run_id(),
+                "files": files,  # what this report wrote: a rerun may replace or remove them
             }
         ),
     )
@@ -108,7 +121,7 @@ def build_report(
             }
         ),
     )
-    plot_list = write_plots(out, summary_rows, cka, labels=labels, a=a, b=b, loss=loss)
+    draw(plot_draws)
     written.update({p["file"]: out / p["file"] for p in plot_list})
     context = page_context(
         out,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -14,12 +15,8 @@ from ddpm_lens.analysis.stat_registry import BY_NAME, PLOT_ORDER
 from ddpm_lens.output import plots
 
 
-def write_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> list[dict]:
-    """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}].
-
-    Matplotlib is slow per plot, so with several cores they are drawn in
-    parallel worker processes (spawned: the parent may hold torch's thread pools).
-    """
+def plot_jobs(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> tuple[list[dict], list]:
+    """The report's plots, not drawn yet: ([{"file", "group", "title", "caption"}], jobs for :func:`draw`)."""
     made, jobs = [], []
     if loss:
         rel = "plots/loss_by_timestep.png"
@@ -51,15 +48,40 @@ def write_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> lis
         if len({r.get("t") for r in cka}) > 1 and all(r.get("t") is not None for r in cka):
             jobs.append(("cka_vs_timestep", (cka, out / "plots/cka_by_timestep.png"), {"pair": pair}))
             made.append({"file": "plots/cka_by_timestep.png", "group": "cka", "title": "CKA by timestep"})
+    return made, jobs
+
+
+def draw(jobs: list) -> None:
+    """Draw ``jobs``. Matplotlib is slow per plot, so with several cores they are drawn in
+    parallel worker processes (spawned: the parent may hold torch's thread pools), which
+    exit as soon as the parent dies (even by SIGKILL)."""
     workers = min(os.cpu_count() or 1, len(jobs))
     if workers < 2 or len(jobs) < 4:
         for job in jobs:
             _draw(*job)
     else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers) as pool:
             for future in [pool.submit(_draw, *job) for job in jobs]:
                 future.result()
-    return made
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned worker processes that end when their parent ends."""
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent
+    )
+
+
+def _exit_with_parent() -> None:
+    """In a worker: a thread that waits for the parent's end (its sentinel) and then exits at once."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_wait_and_exit, args=(parent,), daemon=True).start()
+
+
+def _wait_and_exit(parent) -> None:
+    parent.join()
+    os._exit(1)
 
 
 def _draw(name: str, args: tuple, kwargs: dict) -> None:

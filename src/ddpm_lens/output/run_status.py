@@ -3,8 +3,10 @@
 The visualizer writes ``manifest.json`` first, with ``"status": "running"`` and a fresh
 ``run_id``, and rewrites it last with ``"status": "complete"`` and the ``files`` it wrote.
 ``stats.json``, ``cka.json`` and every figure (a PNG ``tEXt`` chunk, :data:`RUN_ID_KEY`)
-carry the same id. A run killed half-way therefore leaves a manifest that says so, and
-figures or tables left by an earlier run into the same folder are told apart by their id.
+carry the same id. The run is written beside the earlier one and moved in whole
+(:func:`ddpm_lens.output.run_folder.swap_in`, which says ``"running"`` while it moves), so a run
+killed half-way leaves a manifest that says so, and figures or tables of another run in the
+same folder are told apart by their id.
 ``ddpm-lens report`` asks :func:`check_finished` and :func:`check_one_run` before it reads one.
 """
 
@@ -15,10 +17,10 @@ import uuid
 from pathlib import Path
 
 from ddpm_lens.output.png import read_png_text
-from ddpm_lens.output.run_folder import figure_files
+from ddpm_lens.output.run_folder import RUN_ID_KEY, figure_files
 from ddpm_lens.util.errors import UserError
 
-RUN_ID_KEY = "ddpm-lens run"
+__all__ = ["RUN_ID_KEY", "check_finished", "check_one_run", "new_run_id"]
 _RERUN = "rerun ddpm-lens visualize into this folder"
 
 

@@ -3,18 +3,18 @@
 :func:`visualize` is what ``ddpm-lens visualize`` (and ``ddpm-lens demo``) run: the
 output folder and the request are checked before any heavy work, every file is written
 atomically, and the folder always says whether it holds a whole run
-(:mod:`ddpm_lens.output.run_status`): ``manifest.json`` first with ``"status": "running"``,
-last with ``"complete"``. Figures of an earlier run in the folder that this run does not
-redraw are removed once its own are written; nothing else the run did not write is touched.
-A full disk (or a folder that turns read-only) is a one-line error naming the path and the
-space needed, and the run's files are taken back.
+(:mod:`ddpm_lens.output.run_status`). One run at a time holds the folder (a lock naming its
+pid). The run is written whole into ``OUT/.ddpm-lens-run-<id>`` and then swapped in
+(:func:`ddpm_lens.output.run_folder.swap_in`): files of the earlier run that it does not
+rewrite are removed, and nothing that no ddpm-lens run wrote is replaced or removed (a run
+that would have to is refused before it starts). A full disk (or a folder that turns
+read-only) is a one-line error naming the path and the space needed; the run's files are
+taken back and the earlier run stays as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,15 +28,26 @@ from ddpm_lens.analysis.stream import StreamResult, run_stream
 from ddpm_lens.analysis.timings import Timings
 from ddpm_lens.output.figure_writer import FigureWriter
 from ddpm_lens.output.manifest import build_manifest, write_manifest
-from ddpm_lens.output.run_folder import Snapshot, check_output_dir, figure_files
+from ddpm_lens.output.run_folder import (
+    REPORT_FILES,
+    check_output_dir,
+    check_replaceable,
+    figure_path,
+    missing_dirs,
+    owned_files,
+    remove_dirs,
+    remove_stale_stages,
+    stage_dir,
+    swap_in,
+)
 from ddpm_lens.output.run_readme import run_readme
 from ddpm_lens.output.run_status import new_run_id
 from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_loss_by_t, write_stats
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
+from ddpm_lens.util.folder_lock import FolderLock
 
 TABLES = ("stats.csv", "stats.json", "cka.csv", "cka.json", "README.md")
-REPORT_FILES = ("summary.csv", "summary.json", "hypotheses.json", "index.html")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -56,31 +67,51 @@ def visualize(
     options: VisualizeOptions, *, argv: list[str], prefetch: Prefetch | None = None
 ) -> VisualizationRun:
     """Run the visualizer as ``options`` say and write its tree to ``options.output_dir``."""
+    created = missing_dirs(Path(options.output_dir))
     out = check_output_dir(options.output_dir)
+    try:
+        with FolderLock(out, flag="--output_dir"):
+            return _locked_run(out, options, argv=argv, prefetch=prefetch)
+    except BaseException:
+        remove_dirs(created)  # the folders this run made, when it leaves them empty
+        raise
+
+
+def _locked_run(
+    out: Path, options: VisualizeOptions, *, argv: list[str], prefetch: Prefetch | None
+) -> VisualizationRun:
     if options.fid:
         from ddpm_lens.analysis.inception_features import weights_path
 
         weights_path()  # a missing feature network is reported before any work
+    owned = owned_files(out)
+    check_replaceable(out, _table_files(options), owned, flag="--output_dir")  # before the models load
     timings = Timings()
     plan = build_plan(options, prefetch=prefetch if options.prefetch else None, timings=timings)
+    remove_stale_stages(out)
+    check_replaceable(out, _figure_files(plan), owned, flag="--output_dir")
     run_id = new_run_id()
-    before = Snapshot.take(out)
+    stage = stage_dir(out, run_id)
     try:
-        return _write_run(out, plan, argv=argv, timings=timings, run_id=run_id)
-    except UserError as exc:  # e.g. NaN activations, found in the first chunk
-        _take_back(out, before, run_id, str(exc))
-        raise
-    except OSError as exc:
-        if exc.errno not in _DISK_FULL + _NOT_WRITABLE:
+        files, result, figures = _write_run(stage, plan, argv=argv, timings=timings, run_id=run_id)
+        swap_in(out, stage, files)
+    except Exception as exc:
+        message = _write_error(out, plan, stage, exc) if _is_write_error(exc) else None
+        shutil.rmtree(stage, ignore_errors=True)
+        if message is None:
             raise
-        message = _write_error(out, plan, before, exc)
-        _take_back(out, before, run_id, message)
         raise UserError(message) from None
+    index = out / "index.html" if options.report else None
+    return VisualizationRun(out, plan, result, figures, timings, index, run_id)
 
 
-def _write_run(out: Path, plan: Plan, *, argv: list[str], timings: Timings, run_id: str) -> VisualizationRun:
-    write_manifest(out, build_manifest(plan, argv=argv, timings=timings, run_id=run_id))
-    writer = FigureWriter(out, plan, timings, run_id=run_id)
+def _write_run(
+    stage: Path, plan: Plan, *, argv: list[str], timings: Timings, run_id: str
+) -> tuple[list[str], StreamResult, int]:
+    """The whole run in ``stage``: its files (manifest.json last, not listed), result and figures."""
+    stage.mkdir()
+    write_manifest(stage, build_manifest(plan, argv=argv, timings=timings, run_id=run_id))
+    writer = FigureWriter(stage, plan, timings, run_id=run_id)
     try:
         result = run_stream(plan, timings=timings, sink=writer)
     finally:
@@ -88,41 +119,45 @@ def _write_run(out: Path, plan: Plan, *, argv: list[str], timings: Timings, run_
     loss = loss_by_t(plan, timings=timings)
     tic = time.perf_counter()
     add_figure_paths(result.rows, plan.options.num_samples)
-    write_stats(out, plan, result.rows, run_id=run_id)
-    write_cka(out, result.cka, run_id=run_id)
+    write_stats(stage, plan, result.rows, run_id=run_id)
+    write_cka(stage, result.cka, run_id=run_id)
     if loss:
-        write_loss_by_t(out, plan, loss)
+        write_loss_by_t(stage, plan, loss)
     timings.add("write", time.perf_counter() - tic)
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id)
-    write_text(out / "README.md", run_readme(plan, result, writer.written, manifest))
+    write_text(stage / "README.md", run_readme(plan, result, writer.written, manifest))
     if plan.options.fid:
-        _write_fid(out, plan)
-    _remove_earlier_figures(out, keep=set(writer.paths), report=plan.options.report)
+        _write_fid(stage, plan)
     extra = (["fid.json"] if plan.options.fid else []) + (["loss_by_t.csv", "loss_by_t.json"] if loss else [])
     files = sorted(writer.paths) + list(TABLES) + extra
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id, status="complete", files=files)
-    write_manifest(out, manifest)
-    index = None
+    write_manifest(stage, manifest)
     if plan.options.report:
         from ddpm_lens.output.report import build_report
 
-        index = build_report(out)["index.html"]
-    return VisualizationRun(out, plan, result, writer.written, timings, index, run_id)
+        files += [rel for rel in build_report(stage) if rel not in files]
+    return files, result, writer.written
 
 
-def _remove_earlier_figures(out: Path, *, keep: set[str], report: bool) -> None:
-    """Figures of an earlier run that this one did not redraw (more samples, other layers),
-    and, when this run writes no report, the earlier run's report: both would describe
-    other data beside this run's."""
-    stale = [rel for rel in figure_files(out) if rel not in keep]
-    if not report:
-        stale += [name for name in REPORT_FILES if (out / name).is_file()]
-        stale += [p.relative_to(out).as_posix() for p in out.glob("plots/*.png")]
-    for rel in stale:
-        (out / rel).unlink(missing_ok=True)
-    for folder in sorted({Path(rel).parent for rel in stale}, key=lambda p: len(p.parts), reverse=True):
-        if folder != Path(".") and not any((out / folder).iterdir()):
-            (out / folder).rmdir()
+def _table_files(opts: VisualizeOptions) -> list[str]:
+    """The run's files other than figures (and the report's plots, named as it draws them)."""
+    return [
+        "manifest.json",
+        *TABLES,
+        *(["fid.json"] if opts.fid else []),
+        *(REPORT_FILES if opts.report else ()),
+    ]
+
+
+def _figure_files(plan: Plan) -> list[str]:
+    files = []
+    for g in range(plan.options.num_samples):
+        files.append(f"sample_{g}/input_clean.png")
+        for cond in plan.conditions:
+            if cond.noisy:
+                files.append(f"sample_{g}/input_noisy_t{cond.t}.png")
+            files += [figure_path(g, cond.name, layer) for layer in plan.layers]
+    return files
 
 
 def _expected_files(plan: Plan) -> int:
@@ -131,12 +166,18 @@ def _expected_files(plan: Plan) -> int:
     return plan.options.num_samples * per_sample + len(TABLES) + 1
 
 
-def _write_error(out: Path, plan: Plan, before: Snapshot, exc: OSError) -> str:
+def _is_write_error(exc: Exception) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL + _NOT_WRITABLE
+
+
+def _write_error(out: Path, plan: Plan, stage: Path, exc: OSError) -> str:
     """The one line for a write that failed: which path, and for a full disk how much space."""
-    written = before.written()
+    written = {p: p.stat().st_size for p in stage.rglob("*") if p.is_file()} if stage.is_dir() else {}
     size = sum(written.values())
-    where = exc.filename or out
-    taken_back = f"removed the {len(written)} files this run wrote"
+    where = Path(exc.filename) if exc.filename else out
+    if where.is_relative_to(stage):  # name the file as the user will find it
+        where = out / where.relative_to(stage)
+    taken_back = f"removed the {len(written)} files this run wrote; the folder is as it was before"
     if exc.errno in _DISK_FULL:
         needed = size * _expected_files(plan) / max(len(written), 1)
         return (
@@ -146,17 +187,6 @@ def _write_error(out: Path, plan: Plan, before: Snapshot, exc: OSError) -> str:
             f"on another disk ({taken_back})"
         )
     return f"cannot write {where}: {exc.strerror}; pass an --output_dir you can write to ({taken_back})"
-
-
-def _take_back(out: Path, before: Snapshot, run_id: str, message: str) -> None:
-    """Remove what this run wrote. If the folder held files before (an earlier run, whose
-    manifest this run replaced), a manifest with ``"status": "failed"`` stays, so that the
-    folder says it no longer holds a whole run."""
-    before.remove_written()
-    if before.files:
-        failed = {"status": "failed", "run_id": run_id, "error": message}
-        with contextlib.suppress(OSError):  # the disk is still full: no manifest at all then
-            write_text(out / "manifest.json", json.dumps(failed, indent=2) + "\n")
 
 
 def _mb(n: float) -> str:
