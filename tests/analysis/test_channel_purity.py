@@ -124,6 +124,8 @@ def test_a_constant_channel_is_nan_and_left_out_of_the_layer():
     assert np.isnan(out["purity"][1]) and np.isnan(out["excess"][1]) and out["preferred"][1] == -1
     assert out["preferred_name"][1] == "" and out["layer"]["n_constant"] == 1
     assert out["layer"]["mean_purity"] == pytest.approx(np.mean(out["purity"][[0, 2]]))
+    dead = channel_purity(np.zeros((n, 2)), f, NAMES, bootstrap=5)["layer"]  # no warnings, no interval
+    assert dead["n_constant"] == 2 and np.isnan(dead["mean_purity"]) and np.isnan(dead["excess_low"])
 
 
 def test_seeded_and_reproducible():
@@ -162,3 +164,5 @@ def test_bad_factors_and_too_few_images_are_user_errors():
         channel_purity(r, f, NAMES)
     with pytest.raises(ValueError, match="F names"):
         channel_purity(r, f, NAMES[:2])
+    with pytest.raises(UserError, match="permutations >= 1"):
+        channel_purity(r, f, NAMES, permutations=0)

@@ -133,7 +133,7 @@ def modularity(mi: np.ndarray) -> np.ndarray:
         return np.where(top > 0, 1 - (sq.sum(axis=1) - top) / (top * (m.shape[1] - 1)), np.nan)
 
 
-def _check(responses: np.ndarray, factors: np.ndarray, factor_names: list[str], bins: int):
+def _check(responses, factors, factor_names: list[str], *, bins: int, permutations: int, bootstrap: int):
     r = np.asarray(responses, dtype=np.float64)
     f = np.asarray(factors, dtype=np.float64)
     if r.ndim != 2 or f.ndim != 2 or len(r) != len(f) or f.shape[1] != len(factor_names):
@@ -141,8 +141,11 @@ def _check(responses: np.ndarray, factors: np.ndarray, factor_names: list[str], 
             f"responses must be (N, C) and factors (N, F) with F names; got {r.shape}, {f.shape} "
             f"and {len(factor_names)} names"
         )
-    if bins < 2:
-        raise UserError(f"channel purity needs at least 2 bins, got {bins}")
+    if bins < 2 or permutations < 1 or bootstrap < 0:
+        raise UserError(
+            f"channel purity needs bins >= 2, permutations >= 1 (its null) and bootstrap >= 0 (0: no "
+            f"interval), got {bins}, {permutations} and {bootstrap}"
+        )
     if f.shape[1] < 2:
         raise UserError(
             f"channel purity needs at least 2 factors to tell one from a mixture, got {f.shape[1]}"
@@ -196,7 +199,7 @@ def channel_purity(
 
     Reproducible from ``seed`` (permutations and resamples).
     """
-    r, f = _check(responses, factors, factor_names, bins)
+    r, f = _check(responses, factors, factor_names, bins=bins, permutations=permutations, bootstrap=bootstrap)
     n, channels = r.shape
     rng = np.random.default_rng(seed)
     r_hot = _one_hot(equal_count_codes(r, bins), [bins] * channels)  # (N, C*B)
@@ -215,14 +218,13 @@ def channel_purity(
         null_mi = _mutual_information(r_hot, g_hot[rng.permutation(n)], channels, bins, levels)
         null_purity += modularity(null_mi)
         exceeded += null_mi.max(axis=1) >= information
-    null_purity /= max(permutations, 1)
+    null_purity /= permutations
     varies = ~np.isnan(purity)
-    if permutations == 0:
-        null_purity[:] = np.nan
     information_p = np.where(varies, (1 + exceeded) / (1 + permutations), np.nan)
 
-    boot_purity, boot_excess = np.zeros(bootstrap), np.zeros(bootstrap)
-    for i in range(bootstrap):
+    resamples = bootstrap if varies.any() else 0
+    boot_purity, boot_excess = np.zeros(resamples), np.zeros(resamples)
+    for i in range(resamples):
         rows = rng.integers(0, n, size=n)
         replicate = modularity(measure(rows, rows))[varies]
         shuffled = modularity(measure(rows, rows[rng.permutation(n)]))[varies]
