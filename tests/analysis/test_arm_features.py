@@ -8,7 +8,9 @@ from ddpm_lens.analysis.arm_hypotheses import hypotheses_against_first
 from ddpm_lens.analysis.compare import compare_features
 from ddpm_lens.util.errors import UserError
 
-OPTIONS = dict(num_samples=2, stats_samples=3, timesteps=(500,), layers=["in_conv", "bottleneck"], batch_size=4)
+OPTIONS = dict(
+    num_samples=2, stats_samples=3, timesteps=(500,), layers=["in_conv", "bottleneck"], batch_size=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +19,9 @@ def third(tmp_path_factory):
 
 
 def test_each_arm_gets_the_pairs_inputs_rows_and_activations(tiny_pair, third):
-    arms = arm_features([("Base", str(tiny_pair[0])), ("C", str(tiny_pair[1])), ("CR", str(third))], **OPTIONS)
+    arms = arm_features(
+        [("Base", str(tiny_pair[0])), ("C", str(tiny_pair[1])), ("CR", str(third))], **OPTIONS
+    )
     pair = compare_features(baseline_ckpt=str(tiny_pair[0]), curriculum_ckpt=str(tiny_pair[1]), **OPTIONS)
     assert arms.labels == ["Base", "C", "CR"] and arms.layers == pair.layers
     assert torch.equal(arms.images, pair.images[:2])
