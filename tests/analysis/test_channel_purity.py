@@ -11,6 +11,7 @@ from ddpm_lens.analysis.channel_purity import (
     channel_responses,
     equal_count_codes,
     modularity,
+    purity_difference,
 )
 from ddpm_lens.util.errors import UserError
 
@@ -166,3 +167,20 @@ def test_bad_factors_and_too_few_images_are_user_errors():
         channel_purity(r, f, NAMES[:2])
     with pytest.raises(UserError, match="permutations >= 1"):
         channel_purity(r, f, NAMES, permutations=0)
+
+
+def test_purity_difference_finds_the_purer_layer_and_nothing_between_equals():
+    rng = np.random.default_rng(8)
+    n = 256
+    f = _factors(rng, n)
+    pure = f[:, rng.integers(0, 6, 16)] + 0.3 * rng.normal(size=(n, 16))
+    mixed = f[:, rng.integers(0, 6, 16)] + f[:, rng.integers(0, 6, 16)] + 0.3 * rng.normal(size=(n, 16))
+    out = purity_difference(mixed, pure, f, NAMES, bootstrap=100)
+    assert out["diff"] == pytest.approx(out["excess_b"] - out["excess_a"]) and out["diff"] > 0.03
+    assert 0 < out["ci_low"] < out["diff"] < out["ci_high"] and out["p_value"] < 0.05
+    back = purity_difference(pure, mixed, f, NAMES, bootstrap=100)
+    assert back["diff"] == pytest.approx(-out["diff"]) and back["ci_high"] < 0
+    same = purity_difference(pure, pure, f, NAMES, bootstrap=50)
+    assert same["diff"] == 0 and same["ci_low"] == same["ci_high"] == 0 and same["p_value"] == 1
+    with pytest.raises(ValueError, match="same images"):
+        purity_difference(pure, mixed[:100], f, NAMES)
