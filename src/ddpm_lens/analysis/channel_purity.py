@@ -317,14 +317,16 @@ def purity_difference(
     ``responses_a`` (N, C_a) and ``responses_b`` (N, C_b): two networks' (arms', checkpoints')
     channel responses to the **same** N images, row for row; ``factors`` (N, F) those images'
     factors. The difference d of the layers' mean excess purity (module docstring), with a
-    paired bootstrap over images: each replicate resamples the images once for both layers
-    and takes the difference of their mean purities (each layer's null level held at its
-    estimate from the full sample); the interval is re-centred on d, and p is the
-    equal-tailed two-sided p of that interval (p < 1 - confidence exactly when it leaves out
-    0). Measured on pairs of layers of the same channels with independent noise (a true
-    difference of 0; N = 256, 16 channels, 200 resamples): p < 0.05 in 3 of 60, the 95 %
-    interval held 0 in 57 of 60. Unit of inference: the image; two single networks, so a
-    difference says nothing about recipes without several seeds per arm. Returns
+    paired bootstrap over images: each replicate resamples the images once and shuffles the
+    factors once for both layers, and takes the difference of their excesses (each layer's
+    mean purity minus its mean purity under that shuffle); the interval is re-centred on d,
+    and p is the equal-tailed two-sided p of that interval (p < 1 - confidence exactly when
+    it leaves out 0). It is conservative: on a true difference of 0 (N = 256, 16 channels,
+    200 resamples) p < 0.05 in 0 of 60 runs for layers of noise and 0 of 60 for layers of the
+    same channels with independent noise. Holding each null at its full-sample estimate
+    instead under-covers (the 95 % interval held 0 in 53 of 60 noise pairs). Unit of
+    inference: the image; two single networks, so a difference says nothing about recipes
+    without several seeds per arm. Returns
     ``excess_a``, ``excess_b``, ``diff``, ``ci_low``, ``ci_high``, ``p_value``, ``n_images``,
     ``bootstrap`` and ``test``.
     """
@@ -344,7 +346,7 @@ def purity_difference(
     draws = np.zeros(bootstrap if all(v.any() for v in varies) else 0)
     for i in range(len(draws)):
         rows, perm = rng.integers(0, n, size=n), rng.permutation(n)
-        draws[i] = coded[1].replicate(rows, perm, varies[1])[0] - coded[0].replicate(rows, perm, varies[0])[0]
+        draws[i] = coded[1].replicate(rows, perm, varies[1])[1] - coded[0].replicate(rows, perm, varies[0])[1]
     low, high = _recentred_interval(diff, draws, confidence)
     p = float("nan")
     if len(draws):  # equal-tailed: p < 1 - confidence exactly when the interval leaves out 0
