@@ -18,6 +18,7 @@ def third(tmp_path_factory):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("arm") / "tiny_cr_3.pt", seed=2)
 
 
+@pytest.mark.slow
 def test_each_arm_gets_the_pairs_inputs_rows_and_activations(tiny_pair, third):
     arms = arm_features(
         [("Base", str(tiny_pair[0])), ("C", str(tiny_pair[1])), ("CR", str(third))], **OPTIONS
