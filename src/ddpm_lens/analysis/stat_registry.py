@@ -57,8 +57,9 @@ STATISTICS: tuple[Statistic, ...] = (
         "hoyer",
         "Hoyer sparseness",
         "Hoyer sparseness (0 = dense, 1 = one-hot)",
-        "Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) of each sample's activations over all "
-        "channels and positions (0 for a constant vector, 1 for a one-hot one; unchanged by scaling; "
+        "Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) of each channel's map over its n positions, "
+        "averaged over all channels (all-zero channels left out; 0 for a constant map, 1 for a one-hot "
+        "one; unchanged by scaling any channel, so unequal channel scales do not read as sparsity; "
         "higher = sparser)",
     ),
     Statistic(
