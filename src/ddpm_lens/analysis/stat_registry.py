@@ -82,8 +82,9 @@ STATISTICS: tuple[Statistic, ...] = (
         "Noise robustness",
         "corr(noisy, clean) per channel",
         "mean over all channels of the Pearson r between the model's map on the noisy input at t and "
-        "its map on the clean input of the same sample (1 = the noise left the features unchanged; "
-        "higher = less noisy); needs the clean condition, not defined for it",
+        "its map on the clean image of the same sample told the same t (so only the noise differs, "
+        "not the timestep embedding; 1 = the noise left the features unchanged; higher = less noisy); "
+        "needs the clean condition, not defined for it",
         noisy_only=True,
     ),
     Statistic(
