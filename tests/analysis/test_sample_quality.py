@@ -41,6 +41,35 @@ def test_frechet_distance_matches_an_independent_formula_on_known_gaussians():
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(symmetric_frechet(mu1, s1, mu2, s2), rel=1e-9)
 
 
+def test_the_eigenvalue_trace_is_used_and_agrees_with_sqrtm(monkeypatch):
+    # full-rank and singular (fewer images than dimensions) covariances of unequal spectra
+    rng = np.random.default_rng(11)
+    cases = [(random_cov(64, 12), random_cov(64, 13))]
+    for n in (40, 300):
+        f, g = rng.normal(size=(n, 64)) * np.linspace(0.1, 3, 64), rng.normal(size=(n, 64))
+        cases.append((np.cov(f, rowvar=False), np.cov(g, rowvar=False)))
+    for s1, s2 in cases:
+        by_eig = sample_quality.trace_sqrt_product(s1, s2)
+        assert by_eig == pytest.approx(sample_quality._trace_sqrtm(s1, s2, 1e-6), rel=1e-7)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sqrtm called although the eigenvalues passed their check")
+
+    monkeypatch.setattr(sample_quality.linalg, "sqrtm", refuse)
+    mu1, mu2 = np.zeros(64), np.full(64, 0.1)
+    s1, s2 = cases[0]
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(symmetric_frechet(mu1, s1, mu2, s2), rel=1e-9)
+
+
+def test_eigenvalues_that_fail_their_check_fall_back_to_sqrtm(monkeypatch):
+    s1, s2, mu = random_cov(6, 1), random_cov(6, 2), np.zeros(6)
+    expected = symmetric_frechet(mu, s1, mu, s2)
+    complex_eigs = np.linalg.eigvals(s1 @ s2) + 0.1j  # as rounding might leave on a bad product
+    monkeypatch.setattr(sample_quality.np.linalg, "eigvals", lambda m: complex_eigs)
+    assert sample_quality.trace_sqrt_product(s1, s2) is None
+    assert frechet_distance(mu, s1, mu, s2) == pytest.approx(expected, rel=1e-9)
+
+
 def test_fid_of_two_gaussians_samples_approaches_the_closed_form():
     # diagonal covariances: FD = |mu1 - mu2|^2 + sum (sqrt(s1) - sqrt(s2))^2
     var1, var2 = np.array([1.0, 4.0, 0.25, 9.0]), np.array([2.0, 1.0, 1.0, 4.0])
