@@ -387,7 +387,8 @@ def test_options_change_what_is_drawn(tiny_pair, tmp_path):
     assert {r["sample"] for r in rows} == {0, 1, 2, 3}  # statistics over 4, figures for 2
     matched = [r for r in rows if r["model"] == "curriculum" and r["sample"] < 2]
     assert all(len(r["matched_channels"]) == 10 and len(set(r["matched_channels"])) == 10 for r in matched)
-    assert all(-1 <= r["matched_corr"] <= 1 for r in matched)
+    assert all(-1 <= r["matched_corr"] <= 1 and -1 <= r["matched_corr_null"] <= 1 for r in matched)
+    assert "matched_corr_null" in (out / "stats.csv").read_text().splitlines()[0]
     assert all(r["figure"] is None for r in rows if r["sample"] >= 2)
     assert all(r["noise_robustness"] is None for r in rows)  # --no_clean: nothing to compare with
 

@@ -214,7 +214,7 @@ def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> St
         with closing(iter_chunks(plan, timings, limit=opts.num_samples)) as chunks:
             for chunk in chunks:
                 pre.update(chunk)
-        corr = pre.matcher()
+        corr, null = pre.matcher(), pre.null_matcher()
     accs = PairAccumulators(plan)
     rows: list[dict] = []
     bar = tqdm(total=opts.stats_samples, desc="visualize", unit="sample", disable=not opts.progress)
@@ -223,7 +223,7 @@ def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> St
             for chunk in chunks:
                 accs.update(chunk)
                 if corr is not None:
-                    match_chunk(chunk, corr, plan)
+                    match_chunk(chunk, corr, plan, null)
                 if not keep_activations:
                     chunk.drop_activations()
                 if sink is not None:

@@ -258,14 +258,19 @@ def _cka_references(cka: list[dict]) -> list[dict]:
 
 
 def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
-    """CKA rows plus, when channels were matched, b's mean matched correlation over samples."""
+    """CKA rows plus, when channels were matched, b's mean matched correlation over samples and
+    its null (the same matching between mismatched images)."""
     matched: dict[tuple, list[float]] = {}
+    nulls: dict[tuple, list[float]] = {}
     for r in rows:
         if r.get("model") == b and isinstance(r.get("matched_corr"), (int, float)):
             matched.setdefault((r["layer"], r["condition"]), []).append(float(r["matched_corr"]))
+            if isinstance(r.get("matched_corr_null"), (int, float)):
+                nulls.setdefault((r["layer"], r["condition"]), []).append(float(r["matched_corr_null"]))
     table = []
     for c in cka:
         corr = matched.get((c.get("layer"), c.get("condition")))
+        corr_null = nulls.get((c.get("layer"), c.get("condition")))
         value, null = c.get("cka_debiased"), c.get("cka_null")
         above = value - null if isinstance(value, float) and isinstance(null, float) else None
         table.append(
@@ -273,6 +278,7 @@ def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
                 **c,
                 "above_null": above,
                 "matched_corr": sum(corr) / len(corr) if corr else None,
+                "matched_null": sum(corr_null) / len(corr_null) if corr_null else None,
                 "n_matched": len(corr or []),
             }
         )
