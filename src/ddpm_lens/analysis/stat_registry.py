@@ -46,9 +46,10 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("max", "Max", "max activation", "largest activation", layer_moment=True, summarized=False),
     Statistic(
         "sparsity",
-        "Sparsity",
-        "sparsity (% near zero)",
-        "share of activations with |x| below the threshold",
+        "Sparsity (|x| < threshold; scale-dependent)",
+        "% of |x| below the threshold (scale-dependent)",
+        "share of activations with |x| below the threshold: a scale measure on layers without ReLU "
+        "(about 2 · threshold · p(0), so it moves with 1/σ); the verdicts use Hoyer sparseness instead",
         unit="fraction",
         percent=True,
         layer_moment=True,
