@@ -114,6 +114,15 @@ def test_kid_with_the_whole_sets_is_the_unbiased_mmd2():
     assert mean == pytest.approx(brute_force_mmd2(a, b), rel=1e-10) and std == pytest.approx(0, abs=1e-12)
 
 
+def test_kid_subset_sd_is_0_only_when_both_sets_are_whole_in_every_subset():
+    # equal sets of at most subset_size images: every subset is both whole sets, sd 0; unequal
+    # sizes under subset_size: m = the smaller n, so the larger set's subsets vary, sd > 0
+    a = gaussian(12, np.zeros(3), np.eye(3), seed=0)
+    b = gaussian(20, np.ones(3), np.eye(3), seed=1)
+    assert kernel_inception_distance(a, b[:12], subsets=5, subset_size=1000)[1] == pytest.approx(0, abs=1e-12)
+    assert kernel_inception_distance(a, b, subsets=5, subset_size=1000)[1] > 1e-3
+
+
 def test_kid_is_about_zero_for_one_distribution_and_positive_for_a_shift():
     cov = random_cov(16, 9)
     a = gaussian(600, np.zeros(16), cov, seed=10)

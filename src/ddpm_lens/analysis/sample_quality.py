@@ -124,6 +124,10 @@ def kernel_inception_distance(
 ) -> tuple[float, float]:
     """KID: (mean, std) over ``subsets`` of the unbiased MMD^2 of ``a`` (n_a, d) and ``b`` (n_b, d).
 
+    The std is the subset sd (population, over the subsets): how much the draw of subsets moves
+    the estimate, not a standard error of KID. It is 0 only when every subset is both whole
+    sets (n_a = n_b <= ``subset_size``); with unequal sizes the larger set is subsampled.
+
     Each subset takes ``m = min(n_a, n_b, subset_size)`` rows of each set without replacement
     (a seeded ``numpy.random.default_rng(seed)``). Per subset, with k the cubic kernel,
 
