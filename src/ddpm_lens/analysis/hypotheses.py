@@ -7,7 +7,7 @@
 - H3: b has sharper edge responses in the shallow layers; ``hf_share``, the ``edge_layers``
   x **the clean condition only**: on a noisy input most of the power above half Nyquist is
   the input noise passed through (a sharp square reads 0.05, the same square + noise of sd
-  0.5 reads 0.46), so on noisy inputs H3 would re-measure H4. Its correlation with H4's
+  0.5 reads 0.47; 32×32, seed 0), so on noisy inputs H3 would re-measure H4. Its correlation with H4's
   measure is reported beside the verdict.
 - H4: b's features are less perturbed by the input noise (more structured);
   ``noise_robustness``, every layer x noisy condition.

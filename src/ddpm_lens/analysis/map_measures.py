@@ -11,13 +11,15 @@ returns float64 (N,) (one value per image).
   reads about 2e-3 p(0) and so moves with 1/sigma.
 - :func:`high_frequency_share` (H3, "sharper edge responses"): the share of each map's
   2-D power spectrum (mean removed) at radial frequency above half the Nyquist frequency,
-  averaged over channels. White noise: 1 - pi/16 = 0.80; smooth fields: near 0.
+  averaged over channels. White noise: 1 - pi/16 = 0.80; smooth fields: near 0. On a noisy
+  input it mostly reads the noise a layer passes through (a sharp square 0.05, the same
+  square + noise of sd 0.5 0.47), so H3 reads it on the clean input only.
 - :func:`noise_robustness` (H4, "less noisy, more structured"): per image, the mean over
-  channels of the Pearson correlation between a channel's map on the noisy input and on the
-  clean input of the same image: 1 = the noise left the features unchanged.
+  channels of the Pearson correlation between a channel's map on the noisy input at t and on
+  the clean image told the same t: 1 = the noise left the features unchanged.
 
 The two structure measures use different inputs (one condition's spectrum; a noisy/clean
-pair of conditions), so neither is a function of the other, unlike the edge energy and the
+pair of inputs), so neither is a function of the other, unlike the edge energy and the
 lag-1 autocorrelation of the seed (``stats.py``), which on normalised maps are nearly
 2 Var [(1 - r_x) + (1 - r_y)] of each other.
 """
