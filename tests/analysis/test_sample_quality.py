@@ -41,6 +41,35 @@ def test_frechet_distance_matches_an_independent_formula_on_known_gaussians():
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(symmetric_frechet(mu1, s1, mu2, s2), rel=1e-9)
 
 
+def test_the_eigenvalue_trace_is_used_and_agrees_with_sqrtm(monkeypatch):
+    # full-rank and singular (fewer images than dimensions) covariances of unequal spectra
+    rng = np.random.default_rng(11)
+    cases = [(random_cov(64, 12), random_cov(64, 13))]
+    for n in (40, 300):
+        f, g = rng.normal(size=(n, 64)) * np.linspace(0.1, 3, 64), rng.normal(size=(n, 64))
+        cases.append((np.cov(f, rowvar=False), np.cov(g, rowvar=False)))
+    for s1, s2 in cases:
+        by_eig = sample_quality.trace_sqrt_product(s1, s2)
+        assert by_eig == pytest.approx(sample_quality._trace_sqrtm(s1, s2, 1e-6), rel=1e-7)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sqrtm called although the eigenvalues passed their check")
+
+    monkeypatch.setattr(sample_quality.linalg, "sqrtm", refuse)
+    mu1, mu2 = np.zeros(64), np.full(64, 0.1)
+    s1, s2 = cases[0]
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(symmetric_frechet(mu1, s1, mu2, s2), rel=1e-9)
+
+
+def test_eigenvalues_that_fail_their_check_fall_back_to_sqrtm(monkeypatch):
+    s1, s2, mu = random_cov(6, 1), random_cov(6, 2), np.zeros(6)
+    expected = symmetric_frechet(mu, s1, mu, s2)
+    complex_eigs = np.linalg.eigvals(s1 @ s2) + 0.1j  # as rounding might leave on a bad product
+    monkeypatch.setattr(sample_quality.np.linalg, "eigvals", lambda m: complex_eigs)
+    assert sample_quality.trace_sqrt_product(s1, s2) is None
+    assert frechet_distance(mu, s1, mu, s2) == pytest.approx(expected, rel=1e-9)
+
+
 def test_fid_of_two_gaussians_samples_approaches_the_closed_form():
     # diagonal covariances: FD = |mu1 - mu2|^2 + sum (sqrt(s1) - sqrt(s2))^2
     var1, var2 = np.array([1.0, 4.0, 0.25, 9.0]), np.array([2.0, 1.0, 1.0, 4.0])
@@ -83,6 +112,15 @@ def test_kid_with_the_whole_sets_is_the_unbiased_mmd2():
     b = gaussian(12, np.ones(3), np.eye(3), seed=1)
     mean, std = kernel_inception_distance(a, b, subsets=3, subset_size=50)  # m = 12: every subset is all
     assert mean == pytest.approx(brute_force_mmd2(a, b), rel=1e-10) and std == pytest.approx(0, abs=1e-12)
+
+
+def test_kid_subset_sd_is_0_only_when_both_sets_are_whole_in_every_subset():
+    # equal sets of at most subset_size images: every subset is both whole sets, sd 0; unequal
+    # sizes under subset_size: m = the smaller n, so the larger set's subsets vary, sd > 0
+    a = gaussian(12, np.zeros(3), np.eye(3), seed=0)
+    b = gaussian(20, np.ones(3), np.eye(3), seed=1)
+    assert kernel_inception_distance(a, b[:12], subsets=5, subset_size=1000)[1] == pytest.approx(0, abs=1e-12)
+    assert kernel_inception_distance(a, b, subsets=5, subset_size=1000)[1] > 1e-3
 
 
 def test_kid_is_about_zero_for_one_distribution_and_positive_for_a_shift():

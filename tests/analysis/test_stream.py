@@ -6,6 +6,9 @@ import torch
 from conftest import torch_threads
 
 from ddpm_lens.analysis.compare import compare_features
+from ddpm_lens.analysis.inputs import clean_references, make_conditions
+from ddpm_lens.analysis.stats import channel_summary
+from ddpm_lens.analysis.stream import layer_measures
 
 
 def _compare(tiny_pair, threads: int):
@@ -88,3 +91,24 @@ def test_an_error_in_the_sink_ends_the_model_threads_at_once(tiny_pair, two_thre
     import threading
 
     assert not [t for t in threading.enumerate() if t.name.startswith("torch-lane")]
+
+
+def test_noise_robustness_compares_with_the_clean_image_at_the_same_t():
+    # features that move with the timestep and not with the input noise: each noisy map is the
+    # clean image's map at the same t (+ a trace of noise), so the noise changed nothing, r ~ 1;
+    # against the clean map at t = 0 (what was compared before) they are unrelated
+    rng = np.random.default_rng(0)
+    conditions = make_conditions((100, 900))
+    n, c = 3, 4
+    at_t = {t: rng.normal(size=(n, c, 8, 8)) for t in (0, 100, 900)}  # the clean image told t
+    noisy = {t: at_t[t] + 1e-3 * rng.normal(size=(n, c, 8, 8)) for t in (100, 900)}
+    acts = np.stack([at_t[0], noisy[100], noisy[900]], axis=1).reshape(n * 3, c, 8, 8)
+    refs = np.stack([at_t[100], at_t[900]], axis=1).reshape(n * 2, c, 8, 8)
+    robust = layer_measures(acts, channel_summary(acts), conditions, refs)["noise_robustness"].reshape(n, 3)
+    assert np.isnan(robust[:, 0]).all() and np.all(robust[:, 1:] > 0.99)
+    assert np.isnan(layer_measures(acts, channel_summary(acts), conditions)["noise_robustness"]).all()
+    # the references are the clean images, sample-major over the noisy conditions' timesteps
+    x0 = torch.arange(2.0)[:, None, None, None].expand(2, 3, 2, 2)
+    x, t = clean_references(x0, conditions)
+    assert t.tolist() == [100, 900, 100, 900] and torch.equal(x[:, 0, 0, 0], torch.tensor([0.0, 0, 1, 1]))
+    assert len(clean_references(x0, make_conditions((100,), clean=False))[0]) == 0

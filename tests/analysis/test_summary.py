@@ -44,7 +44,7 @@ def test_summarize_intervals_agreement_and_exact_wilcoxon_by_hand():
     assert "Wilcoxon" in sparsity["test"] and sparsity["unit"] == "sample"
     assert sparsity["p_adjusted"] == sparsity["p_value"]  # one cell per statistic: Holm changes nothing
     assert sparsity["effect_size"] == pytest.approx(1.5 / math.sqrt(0.625))  # d_z = mean / sd
-    assert sparsity["median_diff"] == pytest.approx(1.5)
+    assert sparsity["hl_diff"] == pytest.approx(1.5)
     assert (mean["diff_mean"], mean["agree_text"]) == (pytest.approx(1.8), "4/5")
     assert mean["p_value"] == pytest.approx(scipy_stats.wilcoxon([1.0, -1.0, 2.0, 3.0, 4.0]).pvalue)
     assert mean["p_value"] > 0.0625

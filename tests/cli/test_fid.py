@@ -29,7 +29,8 @@ def test_fid_of_a_folder_against_a_dataset_prints_and_writes_json(tmp_path, fake
     out = tmp_path / "fid.json"
     argv = ["fid", str(faces), "dataset:synthetic-faces:test", "--num", "6", "--output", str(out)]
     assert main([*argv, "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 0
-    assert "FID" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "FID" in printed and "KID" in printed and "(subset sd " in printed  # not "± sd": no standard error
     result = json.loads(out.read_text())
     assert set(result) >= KEYS and result["n_a"] == result["n_b"] == 6
     assert result["b"]["resolution"] == 16 and result["a"]["kind"] == "folder"  # the folder's size

@@ -47,6 +47,8 @@ def test_stat_vs_layer_draws_the_rows(tmp_path):
     fig = plots.stat_vs_layer(ROWS, path, statistic="sparsity", labels=LABELS)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["clean_t0 (n=4–5)", "noisy_t500 (n=5)"]
+    # the seed's sparsity moves with 1/sigma on these layers: never shown as plain "sparsity"
+    assert "scale-dependent" in fig.get_suptitle() and "scale-dependent" in axes[0].get_ylabel()
     clean = axes[0]
     assert [t.get_text() for t in clean.get_xticklabels()] == ["in_conv", "encoder_level_0"]
     base, curr = clean.containers

@@ -25,8 +25,9 @@ from ddpm_lens.util.errors import UserError
 # README.md, input thumbnails and comparison figures), small and with known answers:
 # (sample s = 0..11; the 0.001 * s keeps the paired differences untied, so Wilcoxon is exact:
 # 12 samples of one sign give p = 2 / 2**12, small enough after Holm over 12 cells)
-# curriculum hoyer = baseline + 0.10 + 0.001 s in every cell           -> H1, H2 supported
-# curriculum hf_share = baseline + 0.05 + 0.001 s in encoder_level_0/1 -> H3 supported
+# curriculum hoyer = baseline + 0.10 + 0.001 s in every cell           -> H1 supported; H2 (all 12
+#   agree) inconclusive: 12 samples cannot show a share above 0.9 (2 * 0.9**12 = 0.56)
+# curriculum hf_share = baseline + 0.05 + 0.001 s in encoder_level_0/1 -> H3 (clean only) supported
 # curriculum noise_robustness = baseline - 0.10 - 0.001 s (noisy only) -> H4 contradicted
 # sparsity, edge_energy, autocorr move too, but no verdict reads them
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +320,13 @@ def test_hypotheses_match_known_answers(built):
     out, rows, _ = built
     data = json.loads((out / "hypotheses.json").read_text())
     verdicts = {h["id"]: h["verdict"] for h in data["hypotheses"]}
-    assert verdicts == {"H1": "supported", "H2": "supported", "H3": "supported", "H4": "contradicted"}
+    assert verdicts == {"H1": "supported", "H2": "inconclusive", "H3": "supported", "H4": "contradicted"}
     expected = hypotheses(rows, a="baseline", b="curriculum")
     assert [h["evidence"] for h in data["hypotheses"]] == [h["evidence"] for h in expected]
-    assert len(data["hypotheses"][2]["details"]) == 2 * len(CONDITIONS)  # H3: encoder_level_0/1 only
+    assert len(data["hypotheses"][2]["details"]) == 2  # H3: encoder_level_0/1, clean input only
+    assert "--stats_samples 59" in data["hypotheses"][1]["evidence"]  # H2, 12 cells: 2 * 0.9**59 < 0.05 / 12
+    page = (out / "index.html").read_text()
+    assert "HL Δ [95 % CI]" in page and "all cells (omnibus)" in page and "agreeing share" in page
     assert data["alpha"] == 0.05 and data["hypotheses"][0]["statistic"] == "hoyer"
     cell = data["hypotheses"][0]["details"][0]
     for key in ("layer", "condition", "statistic", "n", "a_mean", "b_mean", "diff_mean", "p_value"):
@@ -437,7 +441,7 @@ def test_run_without_clean_condition_cka_or_some_statistics(tmp_path):
         "plots/hoyer_by_timestep.png",
     ]
     verdicts = json.loads((tmp_path / "hypotheses.json").read_text())["hypotheses"]
-    assert [h["verdict"] for h in verdicts] == ["supported", "supported", "not tested", "not tested"]
+    assert [h["verdict"] for h in verdicts] == ["supported", "inconclusive", "not tested", "not tested"]
     assert "--no_clean" in verdicts[3]["evidence"]
     html = (tmp_path / "index.html").read_text()
     assert "No clean condition in this run." in html

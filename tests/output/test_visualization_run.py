@@ -131,19 +131,31 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
 
 def test_new_measures_are_over_all_channels_of_each_model(seed_run, tiny_pair):
     from ddpm_lens.analysis import map_measures
+    from ddpm_lens.analysis.plan import build_plan
+    from ddpm_lens.analysis.stream import forward_layers
 
     rows = json.loads((seed_run / "stats.json").read_text())["rows"]
     by_key = {(r["sample"], r["condition"], r["layer"], r["model"]): r for r in rows}
     cmp = tiny_comparison(tiny_pair, num_samples=5)
-    for key in ("baseline", "curriculum"):
-        act = cmp.activations[key]["encoder_level_1"][2]  # (S, C, H, W) of sample 2
-        row = by_key[(2, "noisy_t500", "encoder_level_1", key)]
-        noisy, clean = act[2][None], act[0][None]
+    plan = build_plan(tiny_options(tiny_pair, num_samples=5))
+    for m in plan.models:
+        act = cmp.activations[m.key]["encoder_level_1"][2]  # (S, C, H, W) of sample 2
+        row = by_key[(2, "noisy_t500", "encoder_level_1", m.key)]
+        noisy = act[2][None]
+        # noise robustness's reference: the clean image of sample 2 told t = 500, not t = 0
+        clean_t500 = forward_layers(
+            m.model,
+            cmp.images[2:3],
+            torch.tensor([500]),
+            ["encoder_level_1"],
+            batch_size=1,
+            device=plan.device,
+        )["encoder_level_1"]
         assert row["hoyer"] == pytest.approx(map_measures.hoyer(noisy)[0], rel=1e-6)
         assert row["kurtosis"] == pytest.approx(map_measures.excess_kurtosis(noisy)[0], rel=1e-5)
         assert row["hf_share"] == pytest.approx(map_measures.high_frequency_share(noisy)[0], rel=1e-5)
         assert row["noise_robustness"] == pytest.approx(
-            map_measures.noise_robustness(noisy, clean)[0], rel=1e-5
+            map_measures.noise_robustness(noisy, clean_t500)[0], rel=1e-5
         )
     assert all(r["noise_robustness"] is None for r in rows if r["condition"] == "clean_t0")
     assert all(isinstance(r["noise_robustness"], float) for r in rows if r["condition"] != "clean_t0")
@@ -227,13 +239,35 @@ def test_both_models_receive_identical_noisy_inputs(tiny_pair, monkeypatch):
         timesteps=(500,),
         layers=["in_conv"],
     )
-    assert len(seen) == 2 and torch.equal(seen[0][0], seen[1][0]) and torch.equal(seen[0][1], seen[1][1])
-    assert seen[0][1].tolist() == [0, 500, 0, 500]
+    # per model: the inputs, then noise robustness's references (the clean images told t = 500)
+    inputs = [(x, t) for x, t in seen if len(t) == 4]
+    refs = [(x, t) for x, t in seen if len(t) == 2]
+    assert len(inputs) == len(refs) == 2
+    for (xa, ta), (xb, tb) in (inputs, refs):
+        assert torch.equal(xa, xb) and torch.equal(ta, tb)
+    assert inputs[0][1].tolist() == [0, 500, 0, 500] and refs[0][1].tolist() == [500, 500]
+    torch.testing.assert_close(refs[0][0], cmp.images)
     x0 = cmp.images[1]
     ab = torch.tensor(0.07779665837)  # alphas_bar[500]
     expected = ab.sqrt() * x0 + (1 - ab).sqrt() * noise_for(0, 1, 500, tuple(x0.shape))
     torch.testing.assert_close(cmp.inputs[1, 1], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(cmp.inputs[1, 0], x0)  # clean_t0 is the clean image
+
+
+def tiny_options(pair, **kwargs):
+    """The options of :func:`tiny_comparison`, for a plan of one's own."""
+    from ddpm_lens.analysis.options import visualize_options
+
+    return visualize_options(
+        baseline_ckpt=str(pair[0]),
+        curriculum_ckpt=str(pair[1]),
+        config_baseline=str(ROOT / "configs/tiny.json"),
+        config_curriculum=str(ROOT / "configs/tiny_c.json"),
+        device="cpu",
+        progress=False,
+        prefetch=False,
+        **kwargs,
+    )
 
 
 def tiny_comparison(pair, **kwargs):
@@ -353,7 +387,8 @@ def test_options_change_what_is_drawn(tiny_pair, tmp_path):
     assert {r["sample"] for r in rows} == {0, 1, 2, 3}  # statistics over 4, figures for 2
     matched = [r for r in rows if r["model"] == "curriculum" and r["sample"] < 2]
     assert all(len(r["matched_channels"]) == 10 and len(set(r["matched_channels"])) == 10 for r in matched)
-    assert all(-1 <= r["matched_corr"] <= 1 for r in matched)
+    assert all(-1 <= r["matched_corr"] <= 1 and -1 <= r["matched_corr_null"] <= 1 for r in matched)
+    assert "matched_corr_null" in (out / "stats.csv").read_text().splitlines()[0]
     assert all(r["figure"] is None for r in rows if r["sample"] >= 2)
     assert all(r["noise_robustness"] is None for r in rows)  # --no_clean: nothing to compare with
 

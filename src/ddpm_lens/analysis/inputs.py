@@ -72,6 +72,22 @@ def make_inputs(
     return torch.stack(xs), torch.tensor(ts, dtype=torch.long)
 
 
+def clean_references(x0: torch.Tensor, conditions: Sequence[Condition]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What noise robustness compares each noisy input with: the clean image, told the same
+    timestep t as that noisy input. Inputs (n*k, 3, H, W) sample-major over the k noisy
+    conditions, and their timesteps; empty (k = 0) without a clean condition or a noisy one.
+
+    Comparing a noisy input at t with the clean input at t = 0 would mix two changes, the noise
+    and the timestep embedding (the clean input at t vs at t = 0 alone gives r 0.65 at the
+    bottleneck); with the clean image at the same t, only the noise differs."""
+    noisy = [c for c in conditions if c.noisy]
+    if not noisy or all(c.noisy for c in conditions):
+        return x0[:0], torch.zeros(0, dtype=torch.long)
+    x = x0.repeat_interleave(len(noisy), dim=0)
+    t = torch.tensor([c.t for c in noisy], dtype=torch.long).repeat(len(x0))
+    return x, t
+
+
 def image_source(
     images, dataset: str, data_dir, split: str, resolution: int, needed: int, *, flag: str = "--num_samples"
 ):

@@ -4,19 +4,22 @@ Pure functions on numpy arrays (N, C, H, W), float32 or float64, NCHW or channel
 memory; sums accumulate in float64 (or pairwise, for the kurtosis's float32 rows); each
 returns float64 (N,) (one value per image).
 
-- :func:`hoyer` (Hoyer 2004 sparseness) and :func:`excess_kurtosis` of each image's
-  activations over **all** channels and positions. Both are invariant to scaling x -> c x,
-  unlike the seed's sparsity (share of |x| < 1e-3), which for a residual-stream layer
-  without ReLU reads about 2e-3 p(0) and so moves with 1/sigma.
+- :func:`hoyer` (Hoyer 2004 sparseness) of each channel's map, averaged over all channels,
+  and :func:`excess_kurtosis` of each image's activations over all channels and positions.
+  Both are invariant to scaling x -> c x (Hoyer also to a scale per channel), unlike the
+  seed's sparsity (share of |x| < 1e-3), which for a residual-stream layer without ReLU
+  reads about 2e-3 p(0) and so moves with 1/sigma.
 - :func:`high_frequency_share` (H3, "sharper edge responses"): the share of each map's
   2-D power spectrum (mean removed) at radial frequency above half the Nyquist frequency,
-  averaged over channels. White noise: 1 - pi/16 = 0.80; smooth fields: near 0.
+  averaged over channels. White noise: 1 - pi/16 = 0.80; smooth fields: near 0. On a noisy
+  input it mostly reads the noise a layer passes through (a sharp square 0.05, the same
+  square + noise of sd 0.5 0.47), so H3 reads it on the clean input only.
 - :func:`noise_robustness` (H4, "less noisy, more structured"): per image, the mean over
-  channels of the Pearson correlation between a channel's map on the noisy input and on the
-  clean input of the same image: 1 = the noise left the features unchanged.
+  channels of the Pearson correlation between a channel's map on the noisy input at t and on
+  the clean image told the same t: 1 = the noise left the features unchanged.
 
 The two structure measures use different inputs (one condition's spectrum; a noisy/clean
-pair of conditions), so neither is a function of the other, unlike the edge energy and the
+pair of inputs), so neither is a function of the other, unlike the edge energy and the
 lag-1 autocorrelation of the seed (``stats.py``), which on normalised maps are nearly
 2 Var [(1 - r_x) + (1 - r_y)] of each other.
 """
@@ -31,35 +34,39 @@ HALF_NYQUIST = 0.25  # cycles per pixel: the H3 cut between low and high spatial
 
 
 def hoyer(x: np.ndarray) -> np.ndarray:
-    """Hoyer sparseness (sqrt(n) - ||x||_1 / ||x||_2) / (sqrt(n) - 1) of each image of ``x`` (N, ...).
+    """Hoyer sparseness of each channel's map, averaged over each image's channels: (N, C, H, W) -> (N,).
 
-    n is the number of entries per image (all channels and positions). 1 for a one-hot
-    vector, 0 for a constant one (and, by convention, for an all-zero one or n = 1);
-    invariant to x -> c x for any c != 0.
+    Per channel, (sqrt(n) - ||x||_1 / ||x||_2) / (sqrt(n) - 1) over its n = H*W positions:
+    1 for a one-hot map, 0 for a constant one; all-zero channels are left out (undefined),
+    and an image whose every channel is zero reads 0. An (N, n) array is one channel per
+    image. Invariant to x -> c x, and to scaling each channel by its own c_k: pooled over
+    channels, unequal channel scales alone (dense Gaussian channels, log-sd 1) read as
+    sparse, so the average is per channel.
     """
-    flat = _flat(x)
-    l1 = np.abs(flat).sum(axis=1, dtype=np.float64)
-    l2 = np.sqrt(np.square(flat, dtype=np.float64).sum(axis=1))
-    return hoyer_from_norms(l1, l2, flat.shape[1])
+    x = np.asarray(x)
+    flat = x[:, None] if x.ndim == 2 else _as_maps(x).reshape(*x.shape[:2], -1)  # (N, C, M)
+    l1 = np.abs(flat).sum(axis=-1, dtype=np.float64)
+    l2 = np.sqrt(np.square(flat, dtype=np.float64).sum(axis=-1))
+    return channel_mean(hoyer_from_norms(l1, l2, flat.shape[-1], empty=np.nan))
 
 
-def hoyer_from_norms(l1: np.ndarray, l2: np.ndarray, n: int) -> np.ndarray:
-    """Hoyer sparseness from each image's L1 and L2 norms over its n entries."""
+def hoyer_from_norms(l1: np.ndarray, l2: np.ndarray, n: int, *, empty: float = 0.0) -> np.ndarray:
+    """Hoyer sparseness from L1 and L2 norms over n entries each; ``empty`` where ||x||_2 = 0."""
     l1, l2 = np.asarray(l1, dtype=np.float64), np.asarray(l2, dtype=np.float64)
     if n < 2:
-        return np.zeros_like(l1)
+        return np.where(l2 > 0, 0.0, empty)
     root = np.sqrt(n)
     ratio = np.divide(l1, l2, out=np.full_like(l1, root), where=l2 > 0)
-    return np.clip((root - ratio) / (root - 1.0), 0.0, 1.0)
+    return np.where(l2 > 0, np.clip((root - ratio) / (root - 1.0), 0.0, 1.0), empty)
 
 
 def hoyer_from_moments(mean_abs: np.ndarray, mean: np.ndarray, var: np.ndarray, size: int) -> np.ndarray:
     """:func:`hoyer` from per image and channel moments (N, C) over ``size`` = H*W positions each
     (a :class:`~ddpm_lens.analysis.stats.ChannelSummary`'s), without reading the activations:
-    ||x||_1 = size * sum_c mean_abs_c and ||x||_2^2 = size * sum_c (var_c + mean_c^2)."""
-    l1 = size * np.sum(mean_abs, axis=1)
-    l2 = np.sqrt(size * np.sum(np.asarray(var) + np.square(mean), axis=1))
-    return hoyer_from_norms(l1, l2, size * np.shape(mean)[1])
+    per channel ||x||_1 = size * mean_abs and ||x||_2^2 = size * (var + mean^2)."""
+    l1 = size * np.asarray(mean_abs, dtype=np.float64)
+    l2 = np.sqrt(size * (np.asarray(var, dtype=np.float64) + np.square(mean)))
+    return channel_mean(hoyer_from_norms(l1, l2, size, empty=np.nan))
 
 
 def excess_kurtosis(x: np.ndarray) -> np.ndarray:

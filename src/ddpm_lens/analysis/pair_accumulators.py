@@ -1,7 +1,9 @@
 """What is accumulated across chunks: CKA per compared pair x layer x condition (with its
 bootstrap interval over images and its mismatched-image null, :mod:`~ddpm_lens.analysis.image_cka`),
 channel correlations of the pair, and the one-to-one channel matching that
-``--match_channels`` draws.
+``--match_channels`` draws, with its null: the same matching on the correlations of
+mismatched images (baseline image i - 1 against curriculum image i), the matched r that
+unrelated inputs reach (aligned faces share a layout, so it is well above 0).
 
 The compared pairs: baseline vs curriculum (the first checkpoint of each arm), and, for an arm
 with two or more checkpoints, its first against its second: "same recipe, other seed", the
@@ -42,6 +44,8 @@ class PairAccumulators:
         self.pairs = compared_pairs(plan)
         self.cka: dict[tuple[str, str, str], ImageCKA] = {}  # (pair, layer, condition)
         self.corr: dict[tuple[str, str], CorrelationAccumulator] = {}
+        self.null_corr: dict[tuple[str, str], CorrelationAccumulator] = {}
+        self._last: dict[tuple[str, str], np.ndarray] = {}  # the previous chunk's last figure image, A's rows
         self.skipped: set[str] = set()
 
     def update(self, chunk: Chunk) -> None:
@@ -65,6 +69,7 @@ class PairAccumulators:
                         key = (layer, cond.name)
                         corr = self.corr.setdefault(key, CorrelationAccumulator(x.shape[-1], y.shape[-1]))
                         corr.update(x[:n_fig].reshape(-1, x.shape[-1]), y[:n_fig].reshape(-1, y.shape[-1]))
+                        self._update_null(key, x[:n_fig], y[:n_fig])
 
     def cka_rows(self) -> list[dict]:
         """One row per pair x layer x condition: the pair first, the references after it."""
@@ -79,9 +84,23 @@ class PairAccumulators:
                     rows.append({**head, "t": cond.t, **acc.result()})
         return rows
 
+    def _update_null(self, key: tuple[str, str], x: np.ndarray, y: np.ndarray) -> None:
+        """Correlations of A's figure image i - 1 with B's image i, x / y (n, H*W, C) this chunk's."""
+        previous = self._last.get(key)
+        xs = x[:-1] if previous is None else np.concatenate([previous[None], x[:-1]])
+        ys = y[1:] if previous is None else y
+        if len(xs):
+            acc = self.null_corr.setdefault(key, CorrelationAccumulator(x.shape[-1], y.shape[-1]))
+            acc.update(xs.reshape(-1, x.shape[-1]), ys.reshape(-1, y.shape[-1]))
+        self._last[key] = np.array(x[-1])
+
     def matcher(self) -> dict[tuple[str, str], np.ndarray]:
         """(layer, condition) -> (C_baseline, C_curriculum) correlation matrix over the figure samples."""
         return {key: acc.result() for key, acc in self.corr.items()}
+
+    def null_matcher(self) -> dict[tuple[str, str], np.ndarray]:
+        """The same over mismatched figure samples (A's i - 1, B's i); absent with one figure sample."""
+        return {key: acc.result() for key, acc in self.null_corr.items()}
 
 
 def example_rows(act: np.ndarray) -> np.ndarray:
@@ -90,9 +109,17 @@ def example_rows(act: np.ndarray) -> np.ndarray:
     return np.moveaxis(act, 1, -1).reshape(act.shape[0], -1, act.shape[1])
 
 
-def match_chunk(chunk: Chunk, corr: dict[tuple[str, str], np.ndarray], plan: Plan) -> None:
+def match_chunk(
+    chunk: Chunk,
+    corr: dict[tuple[str, str], np.ndarray],
+    plan: Plan,
+    null: dict[tuple[str, str], np.ndarray] | None = None,
+) -> None:
     """Reorder the curriculum's shown channels of the chunk's figure samples by a one-to-one
-    assignment to the baseline's shown channels; record it in the curriculum rows."""
+    assignment to the baseline's shown channels; record it in the curriculum rows, with
+    ``matched_corr_null``: the mean r of the same assignment problem on ``null``'s
+    mismatched-image correlations (what the matching reaches between unrelated inputs)."""
+    null = null or {}
     rows = {
         (r["sample"], r["condition"], r["layer"]): r
         for r in chunk.rows
@@ -105,6 +132,10 @@ def match_chunk(chunk: Chunk, corr: dict[tuple[str, str], np.ndarray], plan: Pla
         for i in range(min(len(chunk.x0), plan.options.num_samples - chunk.first)):
             result = assign_channels(matrix[base.shown[i, s]])
             cur.show(i, s, result["assignment"])
-            rows[(chunk.first + i, cname, layer)].update(
+            row = rows[(chunk.first + i, cname, layer)]
+            row.update(
                 matched_channels=result["assignment"].tolist(), matched_corr=result["mean_correlation"]
             )
+            mismatched = null.get((layer, cname))
+            if mismatched is not None:
+                row["matched_corr_null"] = assign_channels(mismatched[base.shown[i, s]])["mean_correlation"]

@@ -46,9 +46,10 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("max", "Max", "max activation", "largest activation", layer_moment=True, summarized=False),
     Statistic(
         "sparsity",
-        "Sparsity",
-        "sparsity (% near zero)",
-        "share of activations with |x| below the threshold",
+        "Sparsity (|x| < threshold; scale-dependent)",
+        "% of |x| below the threshold (scale-dependent)",
+        "share of activations with |x| below the threshold: a scale measure on layers without ReLU "
+        "(about 2 · threshold · p(0), so it moves with 1/σ); the verdicts use Hoyer sparseness instead",
         unit="fraction",
         percent=True,
         layer_moment=True,
@@ -57,8 +58,9 @@ STATISTICS: tuple[Statistic, ...] = (
         "hoyer",
         "Hoyer sparseness",
         "Hoyer sparseness (0 = dense, 1 = one-hot)",
-        "Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) of each sample's activations over all "
-        "channels and positions (0 for a constant vector, 1 for a one-hot one; unchanged by scaling; "
+        "Hoyer (2004) sparseness (√n − ‖x‖₁/‖x‖₂)/(√n − 1) of each channel's map over its n positions, "
+        "averaged over all channels (all-zero channels left out; 0 for a constant map, 1 for a one-hot "
+        "one; unchanged by scaling any channel, so unequal channel scales do not read as sparsity; "
         "higher = sparser)",
     ),
     Statistic(
@@ -81,8 +83,9 @@ STATISTICS: tuple[Statistic, ...] = (
         "Noise robustness",
         "corr(noisy, clean) per channel",
         "mean over all channels of the Pearson r between the model's map on the noisy input at t and "
-        "its map on the clean input of the same sample (1 = the noise left the features unchanged; "
-        "higher = less noisy); needs the clean condition, not defined for it",
+        "its map on the clean image of the same sample told the same t (so only the noise differs, "
+        "not the timestep embedding; 1 = the noise left the features unchanged; higher = less noisy); "
+        "needs the clean condition, not defined for it",
         noisy_only=True,
     ),
     Statistic(

@@ -1,7 +1,9 @@
 """The visualizer's run loop: the same inputs through two models, a chunk at a time.
 
 Clean images and ``q_sample(x0, t, noise)`` (noise drawn once per sample and timestep, fed
-identically to both models) -> one batched, early-stopped forward per model and chunk ->
+identically to both models), plus the clean image told each noisy condition's t (the
+reference of noise robustness; no rows, no figures) -> batched, early-stopped forwards per
+model and chunk ->
 per-map statistics rows, the top-variance channels of each map and CKA / channel-correlation
 accumulators. On a CPU each model runs on its own thread and the next chunk is queued
 before the current one is handed on (:func:`iter_chunks`), so two chunks are in memory at
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from ddpm_lens.analysis import map_measures, stats
-from ddpm_lens.analysis.inputs import Condition, make_inputs
+from ddpm_lens.analysis.inputs import Condition, clean_references, make_inputs
 from ddpm_lens.analysis.model_pair import LoadedModel, layout
 from ddpm_lens.analysis.pair_accumulators import PairAccumulators, match_chunk
 from ddpm_lens.analysis.plan import Plan
@@ -123,23 +125,35 @@ def _start_chunk(
     tic = time.perf_counter()
     x0 = torch.stack([plan.images[i] for i in range(first, first + count)]).float()
     x, t = make_inputs(x0, first, plan.conditions, plan.diffusion, plan.options.seed)
+    refs = clean_references(x0, plan.conditions)
     timings.add("load", time.perf_counter() - tic)
     futures = [
-        lane.submit(model_chunk, plan, m, x, t, first, timings) for lane, m in zip(by_model, plan.models)
+        lane.submit(model_chunk, plan, m, x, t, first, timings, refs)
+        for lane, m in zip(by_model, plan.models)
     ]
     return first, x0, x, futures
 
 
 def model_chunk(
-    plan: Plan, m: LoadedModel, x: torch.Tensor, t: torch.Tensor, first: int, timings: Timings
+    plan: Plan,
+    m: LoadedModel,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    first: int,
+    timings: Timings,
+    refs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, LayerMaps], list[dict]]:
     """One model's forward pass over a chunk's inputs ``x`` (n*S, 3, H, W) at ``t``: its maps
-    per layer and its statistics rows."""
+    per layer and its statistics rows. ``refs`` (:func:`~ddpm_lens.analysis.inputs.clean_references`)
+    run in a pass of their own, so the inputs' batches are the same with or without them."""
     opts = plan.options
     n_cond = len(plan.conditions)
     count = len(x) // n_cond
     tic = time.perf_counter()
     flat = forward_layers(m.model, x, t, plan.layers, batch_size=opts.batch_size, device=plan.device)
+    ref_acts = {}
+    if refs is not None and len(refs[0]):
+        ref_acts = forward_layers(m.model, *refs, plan.layers, batch_size=opts.batch_size, device=plan.device)
     timings.add("forward", time.perf_counter() - tic)
     tic = time.perf_counter()
     layers: dict[str, LayerMaps] = {}
@@ -154,7 +168,7 @@ def model_chunk(
             )
         idx = summary.top_channels(opts.num_channels)  # (n*S, K)
         picked, u = shown_maps(a, idx)
-        measures = layer_measures(a, summary, plan.conditions)
+        measures = layer_measures(a, summary, plan.conditions, ref_acts.get(layer))
         rows += stats_rows(plan, m.key, layer, a.shape[1:], summary, measures, idx, picked, u, first, m.index)
         split = (count, n_cond)
         layers[layer] = LayerMaps(
@@ -200,7 +214,7 @@ def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> St
         with closing(iter_chunks(plan, timings, limit=opts.num_samples)) as chunks:
             for chunk in chunks:
                 pre.update(chunk)
-        corr = pre.matcher()
+        corr, null = pre.matcher(), pre.null_matcher()
     accs = PairAccumulators(plan)
     rows: list[dict] = []
     bar = tqdm(total=opts.stats_samples, desc="visualize", unit="sample", disable=not opts.progress)
@@ -209,7 +223,7 @@ def _stream(plan: Plan, *, timings: Timings, sink, keep_activations: bool) -> St
             for chunk in chunks:
                 accs.update(chunk)
                 if corr is not None:
-                    match_chunk(chunk, corr, plan)
+                    match_chunk(chunk, corr, plan, null)
                 if not keep_activations:
                     chunk.drop_activations()
                 if sink is not None:
@@ -230,14 +244,19 @@ def shown_maps(a: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def layer_measures(
-    acts: np.ndarray, summary: stats.ChannelSummary, conditions: Sequence[Condition]
+    acts: np.ndarray,
+    summary: stats.ChannelSummary,
+    conditions: Sequence[Condition],
+    refs: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The :mod:`~ddpm_lens.analysis.map_measures` of one model's layer over a chunk, (n*S,) each,
     over all channels (so both models are scored on the same channel set, whatever they show).
 
-    ``acts`` (n*S, C, H, W) is ordered sample-major, condition-minor, as the chunk's inputs.
-    ``noise_robustness`` compares each noisy condition with the clean condition of the same
-    sample; it is NaN for the clean rows, and everywhere when the clean condition is not run.
+    ``acts`` (n*S, C, H, W) is ordered sample-major, condition-minor, as the chunk's inputs;
+    ``refs`` (n*k, C, H, W) the layer on :func:`~ddpm_lens.analysis.inputs.clean_references`
+    (the clean image at each of the k noisy conditions' t). ``noise_robustness`` compares each
+    noisy condition with the clean image of the same sample at the same t; it is NaN for the
+    clean rows, and everywhere without ``refs`` (the clean condition is not run).
     """
     n_cond = len(conditions)
     out = {
@@ -246,14 +265,12 @@ def layer_measures(
         "hf_share": map_measures.high_frequency_share(acts, var=summary.var),
     }
     robust = np.full((len(acts) // n_cond, n_cond), np.nan)  # (n, S)
-    clean = next((s for s, c in enumerate(conditions) if not c.noisy), None)
-    if clean is not None:
-        by_cond = [v.reshape(-1, n_cond, *v.shape[1:]) for v in (acts, summary.mean, summary.var)]
-        a, mean, var = by_cond
-        for s, cond in enumerate(conditions):
-            if cond.noisy:
-                moments = (mean[:, s], var[:, s], mean[:, clean], var[:, clean])
-                robust[:, s] = map_measures.noise_robustness(a[:, s], a[:, clean], stats=moments)
+    noisy = [s for s, c in enumerate(conditions) if c.noisy]
+    if refs is not None and len(refs) and noisy:
+        a = acts.reshape(-1, n_cond, *acts.shape[1:])
+        ref = refs.reshape(-1, len(noisy), *refs.shape[1:])
+        for j, s in enumerate(noisy):
+            robust[:, s] = map_measures.noise_robustness(a[:, s], ref[:, j])
     out["noise_robustness"] = robust.reshape(-1)
     return out
 

@@ -45,8 +45,8 @@ def summarize(
     Ordered by layer, then condition (each as the rows first name them), then ``stats``.
     Fields: ``layer``, ``condition``, ``t`` (when the rows carry it), ``statistic``, ``a``,
     ``b``, ``unit`` and those of :func:`ddpm_lens.analysis.decision_rule.compare` (n, both
-    means with 95 % t-intervals, the difference with its interval, the median difference
-    with a bootstrap interval, ``p_value``, ``effect_size``, ``test``), plus ``p_adjusted``
+    means with 95 % t-intervals, the difference with its interval, the Hodges-Lehmann
+    estimate with its signed-rank interval, ``p_value``, ``effect_size``, ``test``), plus ``p_adjusted``
     (Holm across the layer x condition cells of the same statistic) and, for paired samples,
     ``agree``: how many differences have the sign of ``diff_mean`` (``agree_text`` "4/5").
 

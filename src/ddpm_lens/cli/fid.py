@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if not is_main(info):
         return 0
     print(
-        f"FID {result['fid']:.3f}   KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}   "
+        f"FID {result['fid']:.3f}   KID {result['kid_mean']:.5f} (subset sd {result['kid_std']:.5f})   "
         f"precision {result['precision']:.3f}   recall {result['recall']:.3f}   "
         f"(n_a {result['n_a']}, n_b {result['n_b']}; {result['timings_s']['total']:.1f} s)"
     )

@@ -21,7 +21,7 @@ MID_T = 500  # the seed's "mid-diffusion" timestep for step 3
 VERDICT_CLASSES = {
     "supported": "ok",
     "contradicted": "bad",
-    "mixed": "warn",
+    rule.PARTLY: "warn",
     "inconclusive": "muted",
     "not tested": "muted",
 }
@@ -207,7 +207,7 @@ def _unit_note(unit: dict, stats: dict, label_a: str, label_b: str, a: str, b: s
 def _p_floor(verdicts, alpha: float) -> str | None:
     """When the sample size alone rules out significance: the lowest p the exact test allows,
     the level Holm asks of it, and the least --stats_samples that could pass."""
-    tested = [h for h in verdicts if h["details"]]
+    tested = [h for h in verdicts if h["details"] and h["statistic"] and not _is_share(h)]
     if not tested:
         return None
     n = min(c.get("n_nonzero", c["n"]) for h in tested for c in h["details"])
@@ -216,12 +216,20 @@ def _p_floor(verdicts, alpha: float) -> str | None:
     if floor * cells[0] < alpha:
         return None
     span = f"{cells[0]}" if len(cells) == 1 else f"{cells[0]}–{cells[-1]}"
-    return (
+    text = (
         f"With n = {n} non-zero differences the exact test cannot give p below {floor:.3g}, and Holm over "
         f"{span} cells asks for p < α / cells: no cell can be significant, whatever the data. "
-        f"--stats_samples {rule.samples_needed(cells[-1], alpha)} is the least that could change that; "
-        "power needs many more."
+        f"--stats_samples {rule.samples_needed(cells[-1], alpha)} is the least that could change that"
     )
+    shares = [h for h in verdicts if h["details"] and _is_share(h)]
+    if shares:
+        need = rule.samples_needed(len(shares[0]["details"]), alpha, floor=rule.smallest_share_p)
+        text += f" ({shares[0]['id']}, which tests a share against {rule.CONSISTENCY_SHARE:g}: {need})"
+    return text + "."
+
+
+def _is_share(h: dict) -> bool:
+    return bool(h["details"]) and "agree_share" in h["details"][0]
 
 
 def _summary_view(r: dict) -> dict:
@@ -250,14 +258,19 @@ def _cka_references(cka: list[dict]) -> list[dict]:
 
 
 def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
-    """CKA rows plus, when channels were matched, b's mean matched correlation over samples."""
+    """CKA rows plus, when channels were matched, b's mean matched correlation over samples and
+    its null (the same matching between mismatched images)."""
     matched: dict[tuple, list[float]] = {}
+    nulls: dict[tuple, list[float]] = {}
     for r in rows:
         if r.get("model") == b and isinstance(r.get("matched_corr"), (int, float)):
             matched.setdefault((r["layer"], r["condition"]), []).append(float(r["matched_corr"]))
+            if isinstance(r.get("matched_corr_null"), (int, float)):
+                nulls.setdefault((r["layer"], r["condition"]), []).append(float(r["matched_corr_null"]))
     table = []
     for c in cka:
         corr = matched.get((c.get("layer"), c.get("condition")))
+        corr_null = nulls.get((c.get("layer"), c.get("condition")))
         value, null = c.get("cka_debiased"), c.get("cka_null")
         above = value - null if isinstance(value, float) and isinstance(null, float) else None
         table.append(
@@ -265,6 +278,7 @@ def _cka_table(cka: list[dict], rows, *, b: str) -> list[dict]:
                 **c,
                 "above_null": above,
                 "matched_corr": sum(corr) / len(corr) if corr else None,
+                "matched_null": sum(corr_null) / len(corr_null) if corr_null else None,
                 "n_matched": len(corr or []),
             }
         )

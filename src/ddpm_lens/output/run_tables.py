@@ -88,7 +88,7 @@ def write_stats(out: Path, plan: Plan, rows: list[dict], *, run_id: str | None =
         "shown_channels",
     ]
     if any("matched_corr" in r for r in rows):
-        columns += ["matched_corr", "matched_channels"]
+        columns += ["matched_corr", "matched_corr_null", "matched_channels"]
     columns.append("figure")
     write_text(out / "stats.csv", csv_text(rows, columns))
     document = {**stats_meta(plan), **({"run_id": run_id} if run_id else {}), "rows": rows}
