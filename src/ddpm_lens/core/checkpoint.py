@@ -11,6 +11,7 @@ Accepted files:
   ``timestamp``; a CS (SparseUNet) file has its mask buffers in ``model`` only, since
   ``ema.shadow`` holds parameters: EMA weights then take the buffers from ``model``
 - diffusers ``UNet2DModel`` folders, converted with their config (:mod:`ddpm_lens.core.diffusers_format`)
+- the study's U-ViT ``<step>.ckpt/`` folders (``nnet.pth``, ``nnet_ema.pth``; core/uvit_checkpoint.py)
 
 Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
 refused, never executed. Files are memory-mapped, so reading the EMA weights of a large
@@ -125,7 +126,13 @@ def _read_safetensors(path: Path) -> Weights:
 
 
 def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
-    """Pick the weights to use out of any accepted checkpoint (.pt, .safetensors, a diffusers folder)."""
+    """Pick the weights to use out of any accepted checkpoint (.pt, .safetensors, a diffusers folder,
+    a U-ViT ``<step>.ckpt/`` folder)."""
+    from ddpm_lens.core.uvit_checkpoint import is_uvit_folder, read_uvit_folder
+
+    if is_uvit_folder(path):  # the study's U-ViT runs: nnet.pth / nnet_ema.pth (core/uvit_checkpoint.py)
+        state_dict, which, step = read_uvit_folder(path, use_ema=use_ema)
+        return Weights(strip_prefixes(state_dict), which, str(path), step, None)
     if Path(path).is_dir():  # a diffusers folder: converted, with its config (core/diffusers_format.py)
         from ddpm_lens.core.diffusers_format import read_folder
 
