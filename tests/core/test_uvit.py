@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import perturb
+from conftest import tiny_uvit, write_run
 from safetensors import safe_open
 
 from ddpm_lens.core.checkpoint import load_model
@@ -15,30 +15,6 @@ from ddpm_lens.core.uvit import UViT, UViTConfig
 from ddpm_lens.util.errors import UserError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "uvit_reference.safetensors"
-TINY = UViTConfig(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2)
-STUDY_CONFIG = '''import ml_collections
-
-
-def d(**kwargs):
-    """Helper of creating a config dict."""
-    return ml_collections.ConfigDict(initial_dictionary=kwargs)
-
-
-def get_config():
-    config = ml_collections.ConfigDict()
-    config.seed = 7
-    config.pred = 'noise_pred'
-    config.curriculum = d(enabled=True, stages=[d(t_min=0.3, t_max=1.0, n_steps=10, name="a"),
-                                                d(t_min=0.0, t_max=1.0, n_steps=30, name="b")])
-    total_steps = sum(s['n_steps'] for s in config.curriculum.stages)
-    config.train = d(n_steps=total_steps, batch_size=2*3, mode='uncond')
-    config.optimizer = d(name='adamw', lr=0.0002, weight_decay=0.03, betas=(0.99, 0.99))
-    config.lr_scheduler = d(name='customized', warmup_steps=50)
-    config.nnet = d(name='uvit', img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2,
-                    qkv_bias=False, mlp_time_embed=False, num_classes=-1)
-    config.dataset = d(name='celeba', path='assets/datasets/celeba', resolution=16)
-    return config
-'''
 
 
 def test_output_equals_the_studys_uvit_on_perturbed_weights():
@@ -55,11 +31,6 @@ def test_output_equals_the_studys_uvit_on_perturbed_weights():
     expected = tensors["expected"]
     assert out.shape == expected.shape == (2, 3, 16, 16)
     assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
-
-
-def tiny_uvit(seed: int = 0) -> UViT:
-    torch.manual_seed(seed)
-    return perturb(UViT(TINY), scale=0.1, seed=seed).eval()
 
 
 def test_taps_are_token_maps_without_the_time_token():
@@ -98,19 +69,6 @@ def test_module_paths_are_layers_and_a_typo_lists_close_names():
     assert list(feats) == ["patch_embed", "mid_block.attn"] and feats["mid_block.attn"].shape == (1, 32, 4, 4)
     with pytest.raises(UserError, match=r"unknown layer 'mid_block.atn' .*closest: mid_block.attn"):
         resolve_layers(model, ["mid_block.atn"])
-
-
-def write_run(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
-    """A study U-ViT config and a ckpts/<step>.ckpt folder with differing raw and EMA weights."""
-    config = tmp_path / "celeba16_uvit.py"
-    config.write_text(STUDY_CONFIG)
-    folder = tmp_path / "ckpts" / "40.ckpt"
-    folder.mkdir(parents=True)
-    raw, ema = tiny_uvit(1).state_dict(), tiny_uvit(2).state_dict()
-    torch.save(raw, folder / "nnet.pth")
-    torch.save(ema, folder / "nnet_ema.pth")
-    torch.save(40, folder / "step.pth")
-    return config, folder, raw, ema
 
 
 def test_the_studys_checkpoint_folder_loads_ema_or_raw(tmp_path):
