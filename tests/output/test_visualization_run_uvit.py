@@ -35,6 +35,7 @@ def uvit_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # end to end: 40 figures, statistics, CKA and the loss at 20 timesteps (~4 s idle)
 def test_the_seed_command_writes_the_full_tree_with_token_maps(uvit_run):
     out = uvit_run
     for i in range(2):

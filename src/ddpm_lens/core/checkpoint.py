@@ -277,15 +277,50 @@ def load_model(
     ckpt_path: str | os.PathLike,
     use_ema: bool = True,
     device: str | torch.device = "cpu",
-) -> tuple[UNet, GaussianDiffusion, Config]:
+    *,
+    model: nn.Module | str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[nn.Module, GaussianDiffusion, Config]:
     """Load a checkpoint into a UNet built from its config; returns ``(model, diffusion, config)``.
 
     ``use_ema`` picks ``ema.shadow`` when present (the weights used are logged on the
     ``ddpm_lens`` logger). ``config_path`` may be None for ddpm-lens checkpoints.
+
+    Any other denoiser: pass ``model``, an ``nn.Module`` (or an import path ``"pkg.module:Class"``
+    built with ``model_kwargs``; imported only because you passed it) meeting the contract of
+    :mod:`ddpm_lens.core.any_model`; the checkpoint's weights (a bare state dict, or ``ema.shadow``
+    / ``model`` of a trainer file) must fit it exactly, and the config (optional: the linear
+    T=1000 eps-prediction DDPM without one) gives the diffusion and the dataset.
     """
-    model, weights, cfg = load_checkpoint(config_path, ckpt_path, use_ema=use_ema, device=device)
+    if model is not None:
+        return _load_any_model(config_path, ckpt_path, model, model_kwargs, use_ema=use_ema, device=device)
+    net, weights, cfg = load_checkpoint(config_path, ckpt_path, use_ema=use_ema, device=device)
     log.info("loaded %s from %s (epoch %s)", weights.description, weights.path, weights.epoch)
-    return model, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+    return net, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+
+
+def _load_any_model(
+    config_path: str | os.PathLike | None,
+    ckpt_path: str | os.PathLike,
+    model: nn.Module | str,
+    model_kwargs: dict[str, Any] | None,
+    *,
+    use_ema: bool,
+    device: str | torch.device,
+) -> tuple[nn.Module, GaussianDiffusion, Config]:
+    from ddpm_lens.core.any_model import build_module
+
+    name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        model = build_module(model, model_kwargs)
+    elif not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module or an import path 'pkg.module:Class', got {name}")
+    weights = load_weights(ckpt_path, use_ema=use_ema)
+    cfg = load_config(config_path) if config_path is not None else Config(source=f"<{name}>")
+    check_fit(model, weights.state_dict, ckpt=weights.path, config=f"model {name}")
+    model.load_state_dict(weights.state_dict, strict=True)
+    log.info("loaded %s from %s into %s", weights.description, weights.path, name)
+    return model.to(device).eval(), GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
