@@ -62,6 +62,8 @@ def test_a_users_module_loads_its_ema_weights_and_taps_module_paths(tmp_path, ne
             feats["mid.0"],
             torch.einsum("oc,bchw->bohw", model.mid[0].weight, h) + model.mid[0].bias[:, None, None],
         )
+    same, _, _ = load_model(None, ema, model=type(net_module)(width=8))  # a state dict in memory
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in ema.items())
     other = type(net_module)(width=8)
     model2, _, _ = load_model(None, tmp_path / "run.pt", use_ema=False, model=other)
     assert model2 is other and all(torch.equal(model2.state_dict()[k], v) for k, v in raw.items())

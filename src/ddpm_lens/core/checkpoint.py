@@ -289,8 +289,9 @@ def load_model(
     Any other denoiser: pass ``model``, an ``nn.Module`` (or an import path ``"pkg.module:Class"``
     built with ``model_kwargs``; imported only because you passed it) meeting the contract of
     :mod:`ddpm_lens.core.any_model`; the checkpoint's weights (a bare state dict, or ``ema.shadow``
-    / ``model`` of a trainer file) must fit it exactly, and the config (optional: the linear
-    T=1000 eps-prediction DDPM without one) gives the diffusion and the dataset.
+    / ``model`` of a trainer file; or ``ckpt_path`` a state dict itself) must fit it exactly, and
+    the config (optional: the linear T=1000 eps-prediction DDPM without one) gives the diffusion
+    and the dataset.
     """
     if model is not None:
         return _load_any_model(config_path, ckpt_path, model, model_kwargs, use_ema=use_ema, device=device)
@@ -301,7 +302,7 @@ def load_model(
 
 def _load_any_model(
     config_path: str | os.PathLike | None,
-    ckpt_path: str | os.PathLike,
+    ckpt_path: str | os.PathLike | dict[str, torch.Tensor],
     model: nn.Module | str,
     model_kwargs: dict[str, Any] | None,
     *,
@@ -315,7 +316,10 @@ def _load_any_model(
         model = build_module(model, model_kwargs)
     elif not isinstance(model, nn.Module):
         raise UserError(f"model must be a torch.nn.Module or an import path 'pkg.module:Class', got {name}")
-    weights = load_weights(ckpt_path, use_ema=use_ema)
+    if isinstance(ckpt_path, dict):  # a state dict in memory
+        weights = Weights(strip_prefixes(ckpt_path), "state_dict", "<state dict>", None, None)
+    else:
+        weights = load_weights(ckpt_path, use_ema=use_ema)
     cfg = load_config(config_path) if config_path is not None else Config(source=f"<{name}>")
     check_fit(model, weights.state_dict, ckpt=weights.path, config=f"model {name}")
     model.load_state_dict(weights.state_dict, strict=True)
