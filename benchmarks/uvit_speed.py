@@ -2,15 +2,16 @@
 
 Interleaved rounds so both models see the same machine load; medians over the rounds:
 
-- forward (inference mode, batch 8, t = 500, float32) of the study's CelebA-64 U-ViT
-  (``celeba64_uvit_small``: embed_dim 512, depth 12, patch 4; random weights) and of the study's
-  CelebA-64 UNet (configs/celeba.json), and of the two tiny configs (tiny_uvit.json, tiny.json);
+- forward (inference mode, batch 8, t = 500, float32) of a CelebA-64 U-ViT (the study's
+  ``celeba64_uvit_small`` before its width went to 256: embed_dim 512, depth 12, patch 4;
+  random weights) and of the study's CelebA-64 UNet (configs/celeba.json), and of the two tiny
+  configs (tiny_uvit.json, tiny.json);
 - ``Trainer.train_step`` images/s of configs/tiny_uvit.json and configs/tiny.json (batch 16,
   32x32, one fixed batch of synthetic faces, after one warm-up step each).
 
 Run from the repository root::
 
-    PYTHONPATH=src python benchmarks/uvit_speed.py   # about a minute on an idle 2-core machine
+    PYTHONPATH=src python benchmarks/uvit_speed.py   # 6 minutes at load average 16 on 2 cores
 """
 
 from __future__ import annotations
