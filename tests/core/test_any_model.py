@@ -58,10 +58,8 @@ def test_a_users_module_loads_its_ema_weights_and_taps_module_paths(tmp_path, ne
     assert feats["stem"].shape == (2, 8, 8, 8) and feats["mid"].shape == (2, 8, 8, 8)
     with torch.no_grad():  # tokens (B, 64, 8) laid out as the 8x8 maps they came from
         h = model.stem(x) + model.time(t)[:, :, None, None]
-        assert torch.allclose(
-            feats["mid.0"],
-            torch.einsum("oc,bchw->bohw", model.mid[0].weight, h) + model.mid[0].bias[:, None, None],
-        )
+        expected = torch.einsum("oc,bchw->bohw", model.mid[0].weight, h) + model.mid[0].bias[:, None, None]
+        assert (feats["mid.0"] - expected).abs().max() <= 1e-5 * expected.abs().max()  # float32 sum order
     same, _, _ = load_model(None, ema, model=type(net_module)(width=8))  # a state dict in memory
     assert all(torch.equal(same.state_dict()[k], v) for k, v in ema.items())
     other = type(net_module)(width=8)
