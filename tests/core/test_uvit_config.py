@@ -73,3 +73,14 @@ def test_a_config_without_a_uvit_nnet_is_refused(tmp_path):
         load_config(write(tmp_path, STUDY_CONFIG.replace("name='uvit'", "name='uvit_t2i'")))
     with pytest.raises(UserError, match="'model.embed_dim' must be divisible by num_heads 5"):
         load_config(write(tmp_path, STUDY_CONFIG.replace("num_heads=4", "num_heads=5")))
+
+
+def test_train_refuses_a_py_config_rather_than_drop_its_curriculum(tmp_path, capsys):
+    from ddpm_lens.cli import main
+
+    assert (
+        main(["train", "--config", str(write(tmp_path, STUDY_CONFIG)), "--chkpt-dir", str(tmp_path / "c")])
+        == 2
+    )
+    assert "read for its model only" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
