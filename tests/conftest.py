@@ -15,6 +15,7 @@ import torch
 
 from ddpm_lens.core.config import ModelConfig
 from ddpm_lens.core.unet import build_unet
+from ddpm_lens.core.uvit import UViT, UViTConfig
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -207,3 +208,46 @@ class FakeFeatures:
 @pytest.fixture
 def fake_network():
     return FakeFeatures()
+
+
+# ---- the study's U-ViT (tests/core/test_uvit*.py, tests/output/test_visualization_run_uvit.py) ----
+UVIT_TINY = UViTConfig(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2)
+UVIT_STUDY_CONFIG = '''import ml_collections
+
+def d(**kwargs):
+    """Helper of creating a config dict."""
+    return ml_collections.ConfigDict(initial_dictionary=kwargs)
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 7
+    config.pred = 'noise_pred'
+    config.curriculum = d(enabled=True, stages=[d(t_min=0.3, t_max=1.0, n_steps=10, name="a"),
+                                                d(t_min=0.0, t_max=1.0, n_steps=30, name="b")])
+    total_steps = sum(s['n_steps'] for s in config.curriculum.stages)
+    config.train = d(n_steps=total_steps, batch_size=2*3, mode='uncond')
+    config.optimizer = d(name='adamw', lr=0.0002, weight_decay=0.03, betas=(0.99, 0.99))
+    config.lr_scheduler = d(name='customized', warmup_steps=50)
+    config.nnet = d(name='uvit', img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2,
+                    qkv_bias=False, mlp_time_embed=False, num_classes=-1)
+    config.dataset = d(name='celeba', path='assets/datasets/celeba', resolution=16)
+    return config
+'''
+
+
+def tiny_uvit(seed: int = 0) -> UViT:
+    torch.manual_seed(seed)
+    return perturb(UViT(UVIT_TINY), scale=0.1, seed=seed).eval()
+
+
+def write_run(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
+    """A study U-ViT config and a ckpts/<step>.ckpt folder with differing raw and EMA weights."""
+    config = tmp_path / "celeba16_uvit.py"
+    config.write_text(UVIT_STUDY_CONFIG)
+    folder = tmp_path / "ckpts" / "40.ckpt"
+    folder.mkdir(parents=True)
+    raw, ema = tiny_uvit(1).state_dict(), tiny_uvit(2).state_dict()
+    torch.save(raw, folder / "nnet.pth")
+    torch.save(ema, folder / "nnet_ema.pth")
+    torch.save(40, folder / "step.pth")
+    return config, folder, raw, ema

@@ -98,7 +98,9 @@ class VisualizeOptions:
     layers: tuple[str, ...] = option(
         ("seed",),
         help="layer names or presets: seed (in_conv, encoder_level_0..3, bottleneck), blocks (in_conv, "
-        "encoder_block_0..3, bottleneck: the blocks before each downsample), encoder, decoder, all",
+        "encoder_block_0..3, bottleneck: the blocks before each downsample), encoder, decoder, all; "
+        "U-ViT: patch_embed, in_block_i, mid_block, out_block_i, final (seed: patch_embed, in_blocks, "
+        "mid_block); or module paths (mid_block.attn)",
         group="figures",
         nargs="+",
     )

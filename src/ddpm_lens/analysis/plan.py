@@ -144,7 +144,8 @@ def _warn_narrow(models: Sequence[LoadedModel], names: Sequence[str], num_channe
             f"{layer} ({layer_channels(m.structure)[layer]})"
             for m in models
             for layer in names
-            if layer_channels(m.structure)[layer] < num_channels
+            # a module path (--layers mid_block.attn) has no known width before the forward pass
+            if layer_channels(m.structure).get(layer, num_channels) < num_channels
         }
     )
     if narrow:

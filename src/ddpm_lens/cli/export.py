@@ -63,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "diffusers":
         from ddpm_lens.output.diffusers_writer import write_folder
 
+        if not hasattr(cfg.model, "hid_channels"):
+            raise UserError(
+                f"checkpoint {args.ckpt} is a U-ViT: diffusers' UNet2DModel cannot hold it; "
+                "use --format safetensors"
+            )
         if cfg.sparsity is not None:
             raise UserError(
                 f"checkpoint {args.ckpt} is a CS model: diffusers' UNet2DModel has no bottleneck "

@@ -105,7 +105,14 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
     from ddpm_lens.train.run_files import prepare_run_dir
     from ddpm_lens.train.trainer import Trainer
+    from ddpm_lens.util.errors import UserError
 
+    if str(args.config).endswith(".py"):  # its step-staged curriculum and modes are not read from it
+        raise UserError(
+            f"--config {args.config} is one of the study's U-ViT .py configs, read for its model only: "
+            'train from a JSON config whose \'model\' section says "name": "uvit" '
+            "(e.g. configs/tiny_uvit_c.json)"
+        )
     cfg = load_config(args.config)
     flags = {
         "dataset.root": ("--data-dir", args.data_dir),

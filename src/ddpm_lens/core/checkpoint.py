@@ -11,6 +11,7 @@ Accepted files:
   ``timestamp``; a CS (SparseUNet) file has its mask buffers in ``model`` only, since
   ``ema.shadow`` holds parameters: EMA weights then take the buffers from ``model``
 - diffusers ``UNet2DModel`` folders, converted with their config (:mod:`ddpm_lens.core.diffusers_format`)
+- the study's U-ViT ``<step>.ckpt/`` folders (``nnet.pth``, ``nnet_ema.pth``; core/uvit_checkpoint.py)
 
 Loading always uses ``torch.load(weights_only=True)``: a file that would run pickled code is
 refused, never executed. Files are memory-mapped, so reading the EMA weights of a large
@@ -125,7 +126,13 @@ def _read_safetensors(path: Path) -> Weights:
 
 
 def load_weights(path: str | os.PathLike, *, use_ema: bool = True) -> Weights:
-    """Pick the weights to use out of any accepted checkpoint (.pt, .safetensors, a diffusers folder)."""
+    """Pick the weights to use out of any accepted checkpoint (.pt, .safetensors, a diffusers folder,
+    a U-ViT ``<step>.ckpt/`` folder)."""
+    from ddpm_lens.core.uvit_checkpoint import is_uvit_folder, read_uvit_folder
+
+    if is_uvit_folder(path):  # the study's U-ViT runs: nnet.pth / nnet_ema.pth (core/uvit_checkpoint.py)
+        state_dict, which, step = read_uvit_folder(path, use_ema=use_ema)
+        return Weights(strip_prefixes(state_dict), which, str(path), step, None)
     if Path(path).is_dir():  # a diffusers folder: converted, with its config (core/diffusers_format.py)
         from ddpm_lens.core.diffusers_format import read_folder
 
@@ -270,15 +277,54 @@ def load_model(
     ckpt_path: str | os.PathLike,
     use_ema: bool = True,
     device: str | torch.device = "cpu",
-) -> tuple[UNet, GaussianDiffusion, Config]:
+    *,
+    model: nn.Module | str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> tuple[nn.Module, GaussianDiffusion, Config]:
     """Load a checkpoint into a UNet built from its config; returns ``(model, diffusion, config)``.
 
     ``use_ema`` picks ``ema.shadow`` when present (the weights used are logged on the
     ``ddpm_lens`` logger). ``config_path`` may be None for ddpm-lens checkpoints.
+
+    Any other denoiser: pass ``model``, an ``nn.Module`` (or an import path ``"pkg.module:Class"``
+    built with ``model_kwargs``; imported only because you passed it) meeting the contract of
+    :mod:`ddpm_lens.core.any_model`; the checkpoint's weights (a bare state dict, or ``ema.shadow``
+    / ``model`` of a trainer file; or ``ckpt_path`` a state dict itself) must fit it exactly, and
+    the config (optional: the linear T=1000 eps-prediction DDPM without one) gives the diffusion
+    and the dataset.
     """
-    model, weights, cfg = load_checkpoint(config_path, ckpt_path, use_ema=use_ema, device=device)
+    if model is not None:
+        return _load_any_model(config_path, ckpt_path, model, model_kwargs, use_ema=use_ema, device=device)
+    net, weights, cfg = load_checkpoint(config_path, ckpt_path, use_ema=use_ema, device=device)
     log.info("loaded %s from %s (epoch %s)", weights.description, weights.path, weights.epoch)
-    return model, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+    return net, GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
+
+
+def _load_any_model(
+    config_path: str | os.PathLike | None,
+    ckpt_path: str | os.PathLike | dict[str, torch.Tensor],
+    model: nn.Module | str,
+    model_kwargs: dict[str, Any] | None,
+    *,
+    use_ema: bool,
+    device: str | torch.device,
+) -> tuple[nn.Module, GaussianDiffusion, Config]:
+    from ddpm_lens.core.any_model import build_module
+
+    name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        model = build_module(model, model_kwargs)
+    elif not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module or an import path 'pkg.module:Class', got {name}")
+    if isinstance(ckpt_path, dict):  # a state dict in memory
+        weights = Weights(strip_prefixes(ckpt_path), "state_dict", "<state dict>", None, None)
+    else:
+        weights = load_weights(ckpt_path, use_ema=use_ema)
+    cfg = load_config(config_path) if config_path is not None else Config(source=f"<{name}>")
+    check_fit(model, weights.state_dict, ckpt=weights.path, config=f"model {name}")
+    model.load_state_dict(weights.state_dict, strict=True)
+    log.info("loaded %s from %s into %s", weights.description, weights.path, name)
+    return model.to(device).eval(), GaussianDiffusion.from_config(cfg.diffusion).to(device), cfg
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:

@@ -31,6 +31,7 @@ from ddpm_lens.core.curriculum_config import (  # noqa: F401 - CurriculumConfig,
     curriculum_to_dict,
     parse_curriculum,
 )
+from ddpm_lens.core.uvit import UViTConfig
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
 
@@ -112,7 +113,7 @@ class RegularizationConfig:
 class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | UViTConfig = field(default_factory=ModelConfig)  # UViTConfig: "name": "uvit"
     train: TrainConfig = field(default_factory=TrainConfig)
     curriculum: CurriculumConfig | None = None  # None: baseline (uniform timesteps)
     sparsity: SparsityConfig | None = None  # None: no channel mask (absent or disabled)
@@ -183,12 +184,17 @@ def strip_line_comments(text: str) -> str:
 
 
 def load_config(path: str | os.PathLike) -> Config:
-    """Read and validate a config file (ddpm-torch JSON, ``//`` comments allowed)."""
+    """Read and validate a config file (ddpm-torch JSON, ``//`` comments allowed; or one of the
+    study's U-ViT ``.py`` configs, parsed without running it: :mod:`ddpm_lens.core.uvit_config`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(
             f"config {path} not found: pass the path of a JSON config such as configs/celeba.json"
         )
+    if path.suffix == ".py":
+        from ddpm_lens.core.uvit_config import read_study_config, study_to_config_dict
+
+        return config_from_dict(study_to_config_dict(read_study_config(path), str(path)), source=str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -222,8 +228,9 @@ def config_from_dict(data: Any, *, source: str = "<dict>") -> Config:
     if isinstance(dataset, dict) and "resolution" not in dataset:
         dataset = {**dataset, "resolution": DEFAULT_RESOLUTION.get(dataset.get("name", "celeba"), 64)}
     sections = {"dataset": _parse_section("dataset", dataset, source)}
-    for name in ("diffusion", "model", "train"):
+    for name in ("diffusion", "train"):
         sections[name] = _parse_section(name, data.get(name, {}), source)
+    sections["model"] = _parse_model(data.get("model", {}), source)
     if data.get("curriculum") is not None:
         sections["curriculum"] = parse_curriculum(data["curriculum"], source)
     for name in ("sparsity", "regularization"):
@@ -257,6 +264,29 @@ def _parse_section(name: str, raw: Any, source: str):
     return _SECTIONS[name](**parse_fields(_SECTIONS[name], name, raw, source, _CHOICES))
 
 
+def _parse_model(raw: Any, source: str) -> ModelConfig | UViTConfig:
+    """The UNet's settings, or a U-ViT's when the section says ``"name": "uvit"``."""
+    if isinstance(raw, dict) and raw.get("name") == "uvit":
+        return UViTConfig(**parse_fields(UViTConfig, "model", raw, source, _CHOICES))
+    return _parse_section("model", raw, source)
+
+
+def _check_uvit(cfg: Config, need) -> None:
+    m = cfg.model
+    need(m.patch_size >= 1, "model.patch_size", "must be at least 1")
+    need(m.img_size % m.patch_size == 0, "model.img_size", f"must be divisible by patch_size {m.patch_size}")
+    need(
+        cfg.dataset.resolution == m.img_size,
+        "dataset.resolution",
+        f"must equal model.img_size ({m.img_size}): the position embedding has one entry per patch",
+    )
+    need(m.embed_dim >= 1 and m.num_heads >= 1, "model.embed_dim", "and num_heads must be positive")
+    need(m.embed_dim % m.num_heads == 0, "model.embed_dim", f"must be divisible by num_heads {m.num_heads}")
+    need(m.depth >= 0 and m.depth % 2 == 0, "model.depth", "must be even (half in-blocks, half out-blocks)")
+    need(m.mlp_ratio > 0, "model.mlp_ratio", "must be positive")
+    need(m.num_classes == -1, "model.num_classes", "must be -1: class-conditional U-ViTs are not supported")
+
+
 def _check_values(cfg: Config) -> None:
     src = cfg.source
 
@@ -264,7 +294,7 @@ def _check_values(cfg: Config) -> None:
         if not ok:
             raise UserError(f"config {src}: '{key}' {why}")
 
-    d, m, t = cfg.diffusion, cfg.model, cfg.train
+    d, m = cfg.diffusion, cfg.model
     need(cfg.dataset.resolution > 0, "dataset.resolution", "must be positive")
     need(cfg.dataset.max_images is None or cfg.dataset.max_images >= 1, "dataset.max_images", "must be >= 1")
     need(d.timesteps >= 2, "diffusion.timesteps", "must be at least 2")
@@ -273,6 +303,15 @@ def _check_values(cfg: Config) -> None:
         "diffusion.beta_start",
         "and beta_end must satisfy 0 < beta_start <= beta_end < 1",
     )
+    if isinstance(m, UViTConfig):
+        _check_uvit(cfg, need)
+    else:
+        _check_unet(cfg, need)
+    _check_train(cfg, need)
+
+
+def _check_unet(cfg: Config, need) -> None:
+    m = cfg.model
     need(m.in_channels > 0, "model.in_channels", "must be positive")
     need(
         m.hid_channels >= 32 and m.hid_channels % 32 == 0,
@@ -298,6 +337,10 @@ def _check_values(cfg: Config) -> None:
         "dataset.resolution",
         f"must be divisible by {factor} (the model downsamples {len(m.ch_multipliers) - 1} times)",
     )
+
+
+def _check_train(cfg: Config, need) -> None:
+    src, d, t = cfg.source, cfg.diffusion, cfg.train
     need(t.lr > 0, "train.lr", "must be positive")
     need(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     need(t.grad_norm >= 0, "train.grad_norm", "must be >= 0 (0 disables clipping)")

@@ -20,8 +20,9 @@ from contextlib import contextmanager, suppress
 import torch
 from torch import nn
 
+from ddpm_lens.core.any_model import as_map, check_module_path
 from ddpm_lens.core.unet import UNet, layer_table
-from ddpm_lens.util.errors import UserError
+from ddpm_lens.core.uvit import UViT, uvit_seed_layers
 
 SEED_LAYERS = (
     "in_conv",
@@ -35,8 +36,23 @@ SEED_LAYERS = (
 
 def layer_presets(model: UNet) -> dict[str, list[str]]:
     """``seed``: the study's six taps; ``blocks``: the same with each level's last residual block
-    (before its downsample) in place of ``encoder_level_i``; ``encoder``, ``decoder``, ``all``."""
+    (before its downsample) in place of ``encoder_level_i``; ``encoder``, ``decoder``, ``all``.
+
+    A U-ViT's ``seed`` (and ``blocks``) is ``patch_embed``, ``in_block_i`` and ``mid_block``
+    (:func:`~ddpm_lens.core.uvit.uvit_seed_layers`); ``encoder`` the same, ``decoder`` the out
+    blocks. Any other module: every preset is its top-level children."""
     names = list(layer_table(model))
+    if isinstance(model, UViT):
+        seed = uvit_seed_layers(model)
+        return {
+            "seed": seed,
+            "blocks": seed,
+            "encoder": seed,
+            "decoder": [n for n in names if n.startswith("out_block_")],
+            "all": names,
+        }
+    if not isinstance(model, UNet):
+        return {"seed": names, "blocks": names, "encoder": names, "decoder": names, "all": names}
     return {
         "seed": [n for n in SEED_LAYERS if n in names],
         "blocks": [n for n in names if n in ("in_conv", "bottleneck") or n.startswith("encoder_block_")],
@@ -47,20 +63,25 @@ def layer_presets(model: UNet) -> dict[str, list[str]]:
 
 
 def resolve_layers(model: UNet, requested: Sequence[str]) -> list[str]:
-    """Expand presets and check names; returns unique layer names in forward order."""
+    """Expand presets and check names; returns unique layer names in forward order.
+
+    A name that is neither a layer name nor a preset may be a module path (``mid_block.attn``,
+    ``downsamples.level_2.1``): checked against ``named_modules()`` (a one-line error lists the
+    closest names), and returned after the named layers, in ``named_modules()`` order."""
     table = layer_table(model)
     presets = layer_presets(model)
     wanted: set[str] = set()
+    paths: set[str] = set()
     for name in requested:
         if name in presets:
             wanted.update(presets[name])
         elif name in table:
             wanted.add(name)
         else:
-            raise UserError(
-                f"unknown layer '{name}' (valid: {', '.join(table)}; presets: {', '.join(presets)})"
-            )
-    return [n for n in table if n in wanted]
+            check_module_path(model, name, table=tuple(table), presets=tuple(presets))
+            paths.add(name)
+    named = [n for n in table if n in wanted]
+    return named + [n for n, _ in model.named_modules() if n in paths and n not in named]
 
 
 class _StopForward(Exception):
@@ -80,12 +101,14 @@ def hooked(
     modules = dict(model.named_modules())
     table = layer_table(model)
     captured: dict[str, torch.Tensor] = {}
+    # module paths need not run in named_modules() order: then the forward runs to its end
+    stop_early = stop_early and all(name in table for name in layers)
     last = layers[-1] if layers else None
     handles = []
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs, output: torch.Tensor):
-            captured[name] = output.detach()
+            captured[name] = as_map(model, output, name).detach()
             if stop_early and name == last:
                 raise _StopForward
 
@@ -94,7 +117,7 @@ def hooked(
     was_training = model.training
     try:
         for name in layers:
-            handles.append(modules[table[name]].register_forward_hook(make_hook(name)))
+            handles.append(modules[table.get(name, name)].register_forward_hook(make_hook(name)))
         model.eval()
         yield captured
     finally:

@@ -14,6 +14,16 @@ from ddpm_lens.util.errors import UserError
 def infer_model_config(state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Model settings a ddpm-torch UNet state dict implies (for mismatch messages)."""
     out: dict[str, Any] = {}
+    pw = state_dict.get("patch_embed.proj.weight")
+    if pw is not None and pw.dim() == 4:  # a U-ViT (core/uvit.py)
+        blocks = {m.group(1) for k in state_dict if (m := re.match(r"in_blocks\.(\d+)\.", k))}
+        return {
+            "embed_dim": int(pw.shape[0]),
+            "in_chans": int(pw.shape[1]),
+            "patch_size": int(pw.shape[2]),
+            "depth": 2 * len(blocks),
+            "mlp_time_embed": "time_embed.0.weight" in state_dict,
+        }
     w = state_dict.get("in_conv.weight")
     if w is None or w.dim() != 4:
         return out

@@ -25,8 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddpm_lens.core.any_model import module_layer_channels, module_layer_table
 from ddpm_lens.core.config import ModelConfig, SparsityConfig
 from ddpm_lens.core.nn import SamePad2d, conv1x1, conv3x3, group_norm, linear, timestep_embedding
+from ddpm_lens.core.uvit import UViT, UViTConfig, build_uvit, uvit_layer_channels, uvit_layer_table
 
 
 class ResidualBlock(nn.Module):
@@ -198,7 +200,11 @@ def _call(layer: nn.Module, h: torch.Tensor, t_emb: torch.Tensor) -> torch.Tenso
 
 def build_unet(cfg: ModelConfig, *, sparsity: SparsityConfig | None = None, mask_seed: int = 0) -> UNet:
     """The UNet of ``cfg``; with an enabled ``sparsity`` section the study's CS model
-    (:class:`~ddpm_lens.core.sparse_unet.SparseUNet`), its initial mask drawn from ``mask_seed``."""
+    (:class:`~ddpm_lens.core.sparse_unet.SparseUNet`), its initial mask drawn from ``mask_seed``.
+    A :class:`~ddpm_lens.core.uvit.UViTConfig` gives the study's U-ViT (its CS mask is no module
+    state: the trainer sets ``token_sparsity`` per stage)."""
+    if isinstance(cfg, UViTConfig):
+        return build_uvit(cfg)
     kwargs = {
         "in_channels": cfg.in_channels,
         "hid_channels": cfg.hid_channels,
@@ -227,7 +233,15 @@ def layer_table(model: UNet) -> dict[str, str]:
     ``bottleneck`` is the middle block's output, before any CS channel mask;
     ``bottleneck_masked`` is after it (the same values for a model without a mask). ``output``
     is the final conv stack. Where two names share a module they stay adjacent, in this order.
+
+    A U-ViT has its own table (:func:`~ddpm_lens.core.uvit.uvit_layer_table`: ``patch_embed``,
+    ``in_block_i``, ``mid_block``, ``out_block_i``, ``final``); any other module, the table of
+    the names it was given (:func:`~ddpm_lens.core.any_model.module_layer_table`).
     """
+    if isinstance(model, UViT):
+        return uvit_layer_table(model)
+    if not isinstance(model, UNet):
+        return module_layer_table(model)
     r = model.num_res_blocks
     levels = len(model.ch_multipliers)
     table = {"in_conv": "in_conv"}
@@ -247,6 +261,10 @@ def layer_table(model: UNet) -> dict[str, str]:
 
 def layer_channels(model: UNet) -> dict[str, int]:
     """Output channels of each named layer (same keys as :func:`layer_table`); resampling keeps them."""
+    if isinstance(model, UViT):
+        return uvit_layer_channels(model)
+    if not isinstance(model, UNet):
+        return module_layer_channels(model)
     out = {}
     for name in layer_table(model):
         if name.startswith(("encoder_", "decoder_")):

@@ -10,6 +10,14 @@ timestep range and lambda.
 As in the study's ``train_curriculum.py``: with sparsity enabled the model is the CS model and
 the penalty is not applied even if regularization is enabled too (its SparseUNet has none);
 without the staged curriculum CS keeps its initial mask and CR's lambda stays 0.
+
+On a U-ViT the modes are those of the study's ``U-VIT-CS`` ``train_c.py``: CS zeroes the patch
+tokens' embedding dimensions after ``int(D (1 - s))`` during training (s: the stage's
+``sparsity``, 0 where a stage gives none; a fixed prefix, never regrown, off at evaluation),
+set on the model before every step (:meth:`StudyModes.before_step`); CR adds
+``lambda * sum_c ||W_c||_2`` over the output channels of ``patch_embed.proj`` to the batch-mean
+loss, not divided by the batch (lambda: the stage's ``lambda``, its ``lambda_reg``, else 0).
+Both may be on at once, as there.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import torch
 from ddpm_lens.core.config import Config
 from ddpm_lens.core.sparse_unet import SparseUNet
 from ddpm_lens.core.unet import UNet
+from ddpm_lens.core.uvit import UViT
 from ddpm_lens.train.channel_regrowth import accumulate_mask_gradients, regrow_channels
 from ddpm_lens.train.group_l1 import bottleneck_adjacent_convs, group_l1
 from ddpm_lens.train.stage_schedule import stage_target
@@ -30,12 +39,18 @@ EPOCH_LOG_FIELDS = ("epoch", "stage", "stage_name", "t_lo", "t_hi", "active_chan
 class StudyModes:
     """The CS / CR side of a run of ``cfg`` on ``model`` (either may be off; then it does nothing)."""
 
-    def __init__(self, cfg: Config, model: UNet, *, main: bool = True):
+    def __init__(self, cfg: Config, model: UNet | UViT, *, main: bool = True):
         self.cfg = cfg
         c = cfg.curriculum
         self.stages = c.stages if c is not None and c.kind == "stages" else ()
         self.sparse = model if isinstance(model, SparseUNet) else None
+        self.uvit = model if isinstance(model, UViT) else None
+        self.token_cs = self.uvit is not None and cfg.sparsity is not None
         self.reg = cfg.regularization if self.sparse is None else None
+        self.divide_penalty = self.uvit is None  # the study's UNet CR divides by the batch, its U-ViT CR not
+        if self.uvit is not None:
+            self._weights = [self.uvit.patch_embed.proj.weight] if self.reg else []
+            return
         if cfg.regularization is not None and self.sparse is not None and main:
             warn(
                 f"config {cfg.source} enables both sparsity and regularization: as in the study's trainer, "
@@ -46,14 +61,32 @@ class StudyModes:
     @property
     def active(self) -> bool:
         """True with the staged curriculum, CS or CR: the run keeps a per-epoch log."""
-        return bool(self.stages) or self.sparse is not None or self.reg is not None
+        return bool(self.stages) or self.sparse is not None or self.reg is not None or self.token_cs
 
     def lam(self, stage: int) -> float:
         """The stage's CR strength (0 without CR or before the first stage)."""
         if self.reg is None or not 0 <= stage < len(self.stages):
             return 0.0
         s = self.stages[stage]
+        if self.uvit is not None:
+            return s.lam or 0.0
         return stage_target(s.lam, stage, t_min=s.t_min, initial=self.reg.lambda_max)
+
+    def token_sparsity(self, stage: int) -> float:
+        """U-ViT CS: the share of embedding dims masked in ``stage`` (0 without CS or stages)."""
+        if not self.token_cs or not 0 <= stage < len(self.stages):
+            return 0.0
+        return self.stages[stage].sparsity or 0.0
+
+    def active_dims(self, stage: int) -> int:
+        d = self.uvit.embed_dim
+        s = self.token_sparsity(stage)
+        return d if s <= 0 else max(1, min(int(d * (1.0 - s)), d))
+
+    def before_step(self, stage: int) -> None:
+        """U-ViT CS: set the model's token mask for this step's stage (a function of the stage only)."""
+        if self.token_cs:
+            self.uvit.token_sparsity = self.token_sparsity(stage)
 
     def target_sparsity(self, stage: int) -> float | None:
         """The stage's CS target (None without CS or before the first stage)."""
@@ -84,6 +117,8 @@ class StudyModes:
         stage = stage if self.stages else -1
         name = self.cfg.curriculum.stage_name(stage) if stage >= 0 else ""
         active = self.sparse.active_channels if self.sparse is not None else ""
+        if self.token_cs:
+            active = self.active_dims(stage)
         return (epoch, stage, name, *t_range, active, regrown, self.lam(stage))
 
     def describe(self, row: tuple, total_epochs: int) -> str:
@@ -97,6 +132,8 @@ class StudyModes:
             parts.append(f"stage {stage + 1}/{len(self.stages)} {name}: {draws}")
         if self.sparse is not None:
             parts.append(f"active channels {active}/{self.sparse.bottleneck_channels} (+{regrown})")
+        if self.token_cs:
+            parts.append(f"active embedding dims {active}/{self.uvit.embed_dim}")
         if self.reg is not None:
             parts.append(f"lambda {lam:g}")
         return "; ".join(parts)

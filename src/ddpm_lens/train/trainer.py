@@ -177,6 +177,7 @@ class Trainer:
             torch.manual_seed(step_seed(tc.seed, step, 1 + rank))
         lr = self.optimizer.param_groups[0]["lr"]
         stage, (t_lo, t_hi) = self.sampler.stage, self.sampler.t_range
+        self.modes.before_step(stage)  # U-ViT CS: the stage's token mask
         sums = torch.zeros(3, device=self.device)  # loss, MSE and CR penalty over the micro-batches
         last = len(micro_batches) - 1
         for i, x in enumerate(micro_batches):
@@ -196,7 +197,8 @@ class Trainer:
                 with self._autocast():
                     mse = self.diffusion.train_losses(self.net, x, t, noise).mean()
                 reg = self.modes.penalty(stage)  # lambda * sum ||W_c||, or None
-                loss = mse if reg is None else mse + reg / b  # the study divides by the process's batch
+                # the study's UNet CR divides by the process's batch, its U-ViT CR does not
+                loss = mse if reg is None else mse + (reg / b if self.modes.divide_penalty else reg)
                 scaled = loss / len(micro_batches)
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             reg = sums.new_zeros(()) if reg is None else reg

@@ -1,0 +1,71 @@
+"""The seed command on two of the study's U-ViT checkpoint folders: the whole tree, with token maps."""
+
+import csv
+import json
+
+import pytest
+from conftest import write_run
+
+from ddpm_lens.cli import main
+
+SEED_LAYERS = ["patch_embed", "in_block_0", "in_block_1", "mid_block"]
+
+
+@pytest.fixture(scope="module")
+def uvit_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uvit")
+    config, folder, _, _ = write_run(root)  # raw and EMA weights differ: two models to compare
+    out = root / "feature_visualizations"
+    args = [
+        "visualize",
+        "--baseline_ckpt", str(folder),
+        "--curriculum_ckpt", str(folder),
+        "--config_baseline", str(config),
+        "--config_curriculum", str(config),
+        "--num_samples", "2",
+        "--timesteps", "100", "500", "900",
+        "--num_channels", "16",
+        "--dataset", "synthetic-faces",
+        "--loss_timesteps",
+        "--output_dir", str(out),
+        "--no_progress",
+        "--no_report",
+    ]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+@pytest.mark.slow  # end to end: 40 figures, statistics, CKA and the loss at 20 timesteps (~4 s idle)
+def test_the_seed_command_writes_the_full_tree_with_token_maps(uvit_run):
+    out = uvit_run
+    for i in range(2):
+        assert (out / f"sample_{i}/input_clean.png").is_file()
+        for cond in ("clean_t0", "noisy_t100", "noisy_t500", "noisy_t900"):
+            names = sorted(p.name for p in (out / f"sample_{i}" / cond).iterdir())
+            assert names == sorted(f"{n}_baseline_vs_curriculum.png" for n in SEED_LAYERS)
+    for f in (
+        "README.md",
+        "stats.csv",
+        "cka.csv",
+        "loss_by_t.csv",
+        "manifest.json",
+    ):
+        assert (out / f).is_file(), f
+    with open(out / "stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["layer"] for r in rows} == set(SEED_LAYERS)
+    assert {r["shape"] for r in rows} == {"32x4x4"}  # (D, H/p, W/p): 16 patch tokens, no time token
+    assert len(rows) == 2 * 4 * 4 * 2
+    with open(out / "cka.csv", newline="") as f:
+        assert {r["layer"] for r in csv.DictReader(f)} == set(SEED_LAYERS)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert "| `mid_block` | (32, 4, 4) | (32, 4, 4) |" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow  # the report's plots: ~15 s of CPU
+def test_the_report_reads_a_uvit_run(uvit_run):
+    assert main(["report", str(uvit_run)]) == 0
+    assert (uvit_run / "index.html").is_file()
+    summary = (uvit_run / "summary.csv").read_text()
+    assert all(name in summary for name in SEED_LAYERS)
