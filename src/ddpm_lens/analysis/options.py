@@ -78,9 +78,15 @@ class VisualizeOptions:
     clean: bool = option(True, help="skip the clean_t0 condition", group="inputs", flag="--no_clean")
     noisy: bool = option(True, help="skip the noisy_t<T> conditions", group="inputs", flag="--no_noisy")
     dataset: str | None = option(
-        help="celeba, folder or synthetic-faces (default: the baseline config's dataset)", group="inputs"
+        help="celeba, celeba32, cifar10 (read from --data_dir, never downloaded), folder or synthetic-faces "
+        "(default: the baseline config's dataset, at its resolution)",
+        group="inputs",
     )
-    data_dir: str | None = option(help="dataset folder (CelebA: the folder holding celeba/)", group="inputs")
+    data_dir: str | None = option(
+        help="dataset folder (CelebA: the folder holding celeba/; CIFAR-10: the one holding "
+        "cifar-10-batches-py/)",
+        group="inputs",
+    )
     split: str = option("test", help="train, valid, test or all", group="inputs")
     images: Any = option(
         help="your own pictures instead of a dataset (any size/mode; centre-cropped and resized); "
