@@ -147,7 +147,9 @@ def two_threads():
         yield
 
 
-def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723"):
+def write_study_checkpoint(
+    path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723", epoch: int = 3
+):
     """A checkpoint in the layout of the study's CurriculumTrainer (sun-messi/curriculum-sparse-reg):
     ``model`` (with a CS model's three mask buffers: a partial mask, a non-zero accumulator),
     ``ema.shadow`` holding parameters only and differing from ``model``, ``optimizer``,
@@ -174,7 +176,7 @@ def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, 
             "curriculum_stage": stage if cfg.curriculum is not None else -1,
             "curriculum_config": section,
             "timestamp": timestamp,
-            "epoch": 3,
+            "epoch": epoch,
             "loss": 0.03,
         },
         path,
@@ -236,6 +238,7 @@ def write_study_run(folder, *, config: str, epochs=(1, 2), seed: int = 0, run_se
             config=config,
             seed=seed + 10 * e,
             timestamp=f"2025121{e}_1200{e:02d}",
+            epoch=e,
         )
         for e in epochs
     ]

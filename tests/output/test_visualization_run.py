@@ -166,23 +166,28 @@ def test_several_checkpoints_per_arm_from_the_command_line(tiny_pair, tmp_path):
     extra = write_tiny_checkpoint(tmp_path / "tiny_c_2.pt", config="configs/tiny_c.json", seed=7)
     out = tmp_path / "o"
     args = small_command(tiny_pair, out)
-    args[args.index("--curriculum_ckpt") + 1 : args.index("--curriculum_ckpt") + 2] = [
-        str(tiny_pair[1]),
-        str(extra),
-    ]
+    at = args.index("--curriculum_ckpt") + 1
+    args[at : at + 1] = [str(tiny_pair[1]), str(extra)]
+    # one baseline run against two curriculum runs: the second would go unused, so it is refused
+    assert main(args) == 2 and not any(out.rglob("*"))
+    extra_b = write_tiny_checkpoint(tmp_path / "tiny_2.pt", seed=8)
+    at = args.index("--baseline_ckpt") + 1
+    args[at : at + 1] = [str(tiny_pair[0]), str(extra_b)]
     assert main(args) == 0
     rows = json.loads((out / "stats.json").read_text())["rows"]
-    assert {(r["model"], r["checkpoint"]) for r in rows} == {
-        ("baseline", 0),
-        ("curriculum", 0),
-        ("curriculum", 1),
-    }
+    pairs = {("baseline", 0), ("curriculum", 0), ("baseline", 1), ("curriculum", 1)}
+    assert {(r["model"], r["checkpoint"]) for r in rows} == pairs
     cka = list(csv.DictReader((out / "cka.csv").read_text().splitlines()))
-    assert {r["pair"] for r in cka} == {"baseline_vs_curriculum", "curriculum_vs_curriculum_1"}
+    assert {r["pair"] for r in cka} == {
+        "baseline_vs_curriculum",
+        "baseline_vs_baseline_1",
+        "curriculum_vs_curriculum_1",
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(m["key"], m["index"]) for m in manifest["models"]] == [
         ("baseline", 0),
         ("curriculum", 0),
+        ("baseline", 1),
         ("curriculum", 1),
     ]
     assert len(list(out.rglob("*_baseline_vs_curriculum.png"))) == 2 * 4 * 2  # the pair's figures only

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddpm_lens.analysis.arms import check_unequal_arms
 from ddpm_lens.analysis.stat_registry import SPARSITY_THRESHOLD
 from ddpm_lens.util.errors import UserError
 
@@ -34,8 +35,9 @@ class VisualizeOptions:
     # models
     baseline_ckpt: tuple[str, ...] | None = option(
         help="baseline checkpoint(s) (ddpm-torch, study or ddpm-lens files). Several = several training "
-        "runs of one recipe (e.g. seeds): figures show the first; with two or more per arm the "
-        "statistics compare checkpoints (per-checkpoint means, Welch's test), not images",
+        "runs of one recipe (seeds; never epochs of one run, never other recipes): figures show the "
+        "first; with two or more per arm the statistics compare checkpoints (per-checkpoint means, "
+        "Welch's test), not images; one in an arm needs one in the other",
         group="models",
         required=True,
         nargs="+",
@@ -175,6 +177,7 @@ class VisualizeOptions:
                 )
             arms[f"{arm}_ckpt"] = ckpts
             arms[f"config_{arm}"] = (configs * len(ckpts) if len(configs) == 1 else configs) or None
+        check_unequal_arms({arm: len(arms[f"{arm}_ckpt"]) for arm in ("baseline", "curriculum")})
         images = self.images
         if isinstance(images, str):
             images = (images,)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ddpm_lens.analysis.arms import check_arm
 from ddpm_lens.analysis.inputs import Condition, image_source, make_conditions
-from ddpm_lens.analysis.model_pair import LoadedModel, load_pair, open_pair
+from ddpm_lens.analysis.model_pair import MODEL_KEYS, LoadedModel, load_pair, open_pair
 from ddpm_lens.analysis.options import VisualizeOptions
 from ddpm_lens.analysis.prefetch import Prefetch
 from ddpm_lens.analysis.timings import Timings
@@ -100,6 +101,8 @@ def build_plan(
         prefetch=prefetch,
         timings=timings,
     )
+    for key in MODEL_KEYS:
+        check_arm([m for m in models if m.key == key], f"--{key}_ckpt")
     names = check_request(
         models,
         timesteps=opts.timesteps,
