@@ -89,6 +89,11 @@ def test_exact_tree_of_140_pngs(seed_run):
             assert im.format == "PNG" and im.mode == ("P" if figure else "RGB")  # figures: 8-bit palette
             sizes.add((figure, im.size))
     assert len({s for fig, s in sizes if fig}) == 1  # every comparison figure has the same size
+    # the study's size at its 150 dpi (its PNGs: 2984x1427 and 849x884; ours were ~1200 px wide)
+    ((width, height),) = {s for fig, s in sizes if fig}
+    assert abs(width - 2984) <= 60 and abs(height - 1427) <= 70
+    with Image.open(seed_run / "sample_0/clean_t0/bottleneck_baseline_vs_curriculum.png") as im:
+        assert tuple(round(d) for d in im.info["dpi"]) == (150, 150)
     assert not list(seed_run.rglob("*.tmp"))
 
 
@@ -106,23 +111,26 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
         assert shown == cmp.shown[key][layer][sample, s].tolist()
         assert float(row["mean"]) == pytest.approx(float(act.astype(np.float64).mean()), rel=1e-9)
         assert float(row["sparsity"]) == pytest.approx(float((np.abs(act) < 1e-3).mean()))
-        stats = {k: float(row[k]) for k in ("mean", "std", "sparsity")}
+        stats = {k: float(row[k]) for k in ("mean", "std", "sparsity", "hoyer")}
         panels.append(render.Panel(label, act[shown], stats))
-    redrawn = render.comparison_figure(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    cell_px = render.study_cell_px(8)
+    redrawn = render.comparison_figure(
+        panels, title=f"{layer} | noisy_t500 | Sample {sample}", cell_px=cell_px
+    )
     with Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png") as im:
         on_disk = np.asarray(im.convert("RGB"))
     assert np.array_equal(redrawn, on_disk)  # the header's numbers are the stats file's
     # and each cell shows its channel as computed here, not by the renderer: viridis of the map
     # scaled between its own 2nd and 98th percentile, upscaled nearest-neighbour
-    layout = render.figure_layout(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    layout = render.figure_layout(panels, title=f"{layer} | noisy_t500 | Sample {sample}", cell_px=cell_px)
     viridis = np.round(matplotlib.colormaps["viridis"](np.linspace(0, 1, 200))[:, :3] * 255).astype(np.uint8)
     level = {tuple(c): i for i, c in enumerate(viridis)}
     for p, panel in enumerate(panels):
         for k, m in enumerate(panel.maps):
             lo, hi = np.percentile(m.astype(np.float64), [2, 98])
             expected = (np.clip((m - lo) / (hi - lo), 0, 1) * 199 + 0.5).astype(int)
-            factor = layout.cell // m.shape[0]
-            expected = np.kron(expected, np.ones((factor, factor), dtype=int))
+            src = np.arange(layout.cell) * m.shape[0] // layout.cell  # nearest neighbour, as imshow
+            expected = expected[src][:, src]
             x0, y0, _, _ = layout.cell_box(p, k)
             cell = on_disk[y0 : y0 + expected.shape[0], x0 : x0 + expected.shape[1]].reshape(-1, 3)
             drawn = np.array([level.get(tuple(c), -99) for c in cell]).reshape(expected.shape)
@@ -209,7 +217,9 @@ def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
         )
     ]
     note = f"Curriculum channels matched one-to-one to Baseline's (mean r={cur['matched_corr']:.2f})"
-    redrawn = render.comparison_figure(panels, title=f"in_conv | noisy_t900 | Sample {sample}", note=note)
+    redrawn = render.comparison_figure(
+        panels, title=f"in_conv | noisy_t900 | Sample {sample}", note=note, cell_px=render.study_cell_px(8)
+    )
     with Image.open(tmp_path / f"sample_{sample}/noisy_t900/in_conv_baseline_vs_curriculum.png") as im:
         assert np.array_equal(redrawn, np.asarray(im.convert("RGB")))
 

@@ -55,7 +55,11 @@ def check_request(
     num_channels: int,
     grid_size: int,
 ) -> list[str]:
-    """Validate timesteps, layer names and channel counts against both models; resolved layer names."""
+    """Validate timesteps, layer names and channel counts against both models; resolved layer names.
+
+    With a CS model (a bottleneck channel mask) in the comparison, the ``seed`` preset also taps
+    ``bottleneck_masked``, the bottleneck after the mask, which is what the decoder receives:
+    ``bottleneck`` alone would show channels the model switches off."""
     if grid_size < 1:
         raise UserError(f"--grid_size must be at least 1, got {grid_size}")
     if num_channels < 1:
@@ -65,6 +69,8 @@ def check_request(
             f"--num_channels {num_channels} does not fit a {grid_size}x{grid_size} grid "
             f"({grid_size**2} cells): lower it or raise --grid_size"
         )
+    if "seed" in layers and any(m.structure.channel_mask_or_none() is not None for m in models):
+        layers = [*layers, "bottleneck_masked"]
     names = None
     for m in models:
         T = m.config.diffusion.timesteps
