@@ -1,6 +1,10 @@
 """The report's plots under ``OUT/plots``: the denoising loss by timestep (when computed), one
 per summarised statistic and layer axis (and timestep axis), and the CKA heatmap and curves of
-baseline vs curriculum, drawn in parallel processes."""
+baseline vs curriculum, drawn in parallel processes.
+
+:func:`start_plots` returns at once with the list of plots while worker processes draw them, so
+the report computes its verdicts and page meanwhile (matplotlib is ~90 % of the report's time);
+:meth:`Plots.wait` joins them."""
 
 from __future__ import annotations
 
@@ -14,11 +18,35 @@ from ddpm_lens.analysis.stat_registry import BY_NAME, PLOT_ORDER
 from ddpm_lens.output import plots
 
 
-def write_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> list[dict]:
-    """Draw the report's plots under OUT/plots; returns [{"file", "group", "title", "caption"}].
+class Plots:
+    """Plots being drawn: ``made`` lists them ({"file", "group", "title", "caption"}); :meth:`wait`
+    returns once every file is written (re-raising a worker's error)."""
+
+    def __init__(self, made: list[dict], jobs: list, pool: ProcessPoolExecutor | None):
+        self.made, self._pool = made, pool
+        self._futures = [pool.submit(_draw, *job) for job in jobs] if pool else []
+        if pool is None:
+            for job in jobs:
+                _draw(*job)
+
+    def wait(self) -> list[dict]:
+        """Join the workers (once; later calls return at once)."""
+        futures, pool, self._futures, self._pool = self._futures, self._pool, [], None
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return self.made
+
+
+def start_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> Plots:
+    """Start drawing the report's plots under OUT/plots.
 
     Matplotlib is slow per plot, so with several cores they are drawn in
-    parallel worker processes (spawned: the parent may hold torch's thread pools).
+    parallel worker processes (spawned: the parent may hold torch's thread pools); with one
+    core, or few plots, here and now.
     """
     made, jobs = [], []
     if loss:
@@ -53,13 +81,8 @@ def write_plots(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> lis
             made.append({"file": "plots/cka_by_timestep.png", "group": "cka", "title": "CKA by timestep"})
     workers = min(os.cpu_count() or 1, len(jobs))
     if workers < 2 or len(jobs) < 4:
-        for job in jobs:
-            _draw(*job)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in [pool.submit(_draw, *job) for job in jobs]:
-                future.result()
-    return made
+        return Plots(made, jobs, None)
+    return Plots(made, jobs, ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
 
 
 def _draw(name: str, args: tuple, kwargs: dict) -> None:

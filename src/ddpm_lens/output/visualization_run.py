@@ -50,6 +50,7 @@ class VisualizationRun:
     timings: Timings
     report_index: Path | None
     run_id: str
+    report_s: float = 0.0  # wall time of build_report (summary, verdicts, plots, page)
 
 
 def visualize(
@@ -102,12 +103,14 @@ def _write_run(out: Path, plan: Plan, *, argv: list[str], timings: Timings, run_
     files = sorted(writer.paths) + list(TABLES) + extra
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id, status="complete", files=files)
     write_manifest(out, manifest)
-    index = None
+    index, report_s = None, 0.0
     if plan.options.report:
         from ddpm_lens.output.report import build_report
 
+        tic = time.perf_counter()
         index = build_report(out)["index.html"]
-    return VisualizationRun(out, plan, result, writer.written, timings, index, run_id)
+        report_s = time.perf_counter() - tic
+    return VisualizationRun(out, plan, result, writer.written, timings, index, run_id, report_s)
 
 
 def _remove_earlier_figures(out: Path, *, keep: set[str], report: bool) -> None:
