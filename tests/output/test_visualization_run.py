@@ -383,10 +383,10 @@ def test_user_images(tiny_pair, tmp_path):
     assert main(args) == 0
     assert (out / "sample_1/noisy_t900/bottleneck_baseline_vs_curriculum.png").exists()
     assert not (out / "sample_2").exists()
-    # the inputs are the pictures: each clean input figure is the picture's colour, upscaled to 320x320
+    # the inputs are the pictures: each clean input figure is the picture's colour, upscaled to 768x768
     for i, colour in enumerate(colours):
         with Image.open(out / f"sample_{i}/input_clean.png") as im:
-            assert (np.asarray(im.convert("RGB")) == colour).all(-1).sum() == 320 * 320
+            assert (np.asarray(im.convert("RGB")) == colour).all(-1).sum() == 768 * 768
     # and the statistics are of the pictures: the same run on the dataset gives other numbers
     on_faces = tmp_path / "faces"
     assert main(seed_command(tiny_pair, on_faces, "--num_samples", "2")) == 0
