@@ -116,3 +116,14 @@ def test_run_name_drops_the_save_time_and_epoch():
     assert run_name("chkpts/celeba/celeba_20251219_113720_16.pt") == "celeba"
     assert run_name("celeba64_c_16.pt") == "celeba64_c"
     assert run_name("tiny_c_2.pt") == "tiny_c"
+
+
+def test_a_study_run_and_the_shipped_config_of_its_recipe_share_an_arm(study_runs):
+    """config.json writes model.out_channels 3, the shipped configs leave it out: one recipe."""
+    from ddpm_lens.analysis.arms import _recipe
+    from ddpm_lens.core.config import load_config
+
+    ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+    run = load_config(study_runs["tiny_study"][0][0].parent / "config.json")
+    shipped = load_config(ROOT / "configs" / "tiny_study.json")
+    assert run.model != shipped.model and _recipe(run, "model") == _recipe(shipped, "model")

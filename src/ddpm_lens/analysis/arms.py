@@ -62,7 +62,7 @@ def check_arm(models: Sequence, flag: str) -> None:
             if pa == pb:
                 raise UserError(f"{flag} names {a.weights.path} twice: pass each run's checkpoint once")
             for section in RECIPE:
-                va, vb = getattr(a.config, section), getattr(b.config, section)
+                va, vb = _recipe(a.config, section), _recipe(b.config, section)
                 if va != vb:
                     raise UserError(
                         f"{flag} {a.weights.path} and {b.weights.path} are different recipes ({section}: "
@@ -81,6 +81,15 @@ def check_arm(models: Sequence, flag: str) -> None:
                     f"{b.weights.epoch} of one training run (same folder, name and config): an arm's "
                     f"checkpoints are pooled as independent runs (seeds), which they are not; {TRAJECTORIES}"
                 )
+
+
+def _recipe(config, section: str):
+    """A config section as a recipe: the model's ``out_channels`` None (ours) and 3 (the study's
+    config.json writes it) are the same model."""
+    value = getattr(config, section)
+    if section == "model":
+        value = dataclasses.replace(value, out_channels=value.out_channels or value.in_channels)
+    return value
 
 
 def _brief(section) -> str:
