@@ -148,7 +148,9 @@ def two_threads():
         yield
 
 
-def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723"):
+def write_study_checkpoint(
+    path, *, config: str, seed: int = 0, stage: int = 2, timestamp="20251219_132723", epoch: int = 3
+):
     """A checkpoint in the layout of the study's CurriculumTrainer (sun-messi/curriculum-sparse-reg):
     ``model`` (with a CS model's three mask buffers: a partial mask, a non-zero accumulator),
     ``ema.shadow`` holding parameters only and differing from ``model``, ``optimizer``,
@@ -175,7 +177,7 @@ def write_study_checkpoint(path, *, config: str, seed: int = 0, stage: int = 2, 
             "curriculum_stage": stage if cfg.curriculum is not None else -1,
             "curriculum_config": section,
             "timestamp": timestamp,
-            "epoch": 3,
+            "epoch": epoch,
             "loss": 0.03,
         },
         path,
@@ -251,3 +253,36 @@ def write_run(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
     torch.save(ema, folder / "nnet_ema.pth")
     torch.save(40, folder / "step.pth")
     return config, folder, raw, ema
+
+
+def write_study_run(folder, *, config: str, epochs=(1, 2), seed: int = 0, run_seed: int = 1234):
+    """A run folder as the study's train_curriculum.py leaves it, ``chkpts/<name>/<run_timestamp>/``:
+    ``config.json`` in its trainer's layout (top-level ``seed``, ``model.block_size`` and
+    ``out_channels``, ``train.beta1``/``beta2``, a disabled curriculum as ``{"stages": []}``) and
+    one checkpoint per epoch, ``<name>_<save timestamp>_<epoch>.pt``, each with other weights.
+    Returns the checkpoint paths."""
+    import json
+
+    from ddpm_lens.core.config import load_config
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(ROOT / config).to_dict()
+    cfg["model"].update(out_channels=3, block_size=1)
+    cfg["train"].update(beta1=0.9, beta2=0.999)
+    cfg["train"].pop("seed")
+    cfg["curriculum"] = cfg.get("curriculum", {"stages": []})
+    cfg.setdefault("sparsity", {"enabled": False, "initial_sparsity": 0.8, "regrowth_method": "gradient"})
+    cfg.setdefault("regularization", {"enabled": False, "lambda_max": 3e-5})
+    (folder / "config.json").write_text(json.dumps({"seed": run_seed, **cfg}, indent=2))
+    name = Path(config).stem
+    return [
+        write_study_checkpoint(
+            folder / f"{name}_2025121{e}_1200{e:02d}_{e}.pt",
+            config=config,
+            seed=seed + 10 * e,
+            timestamp=f"2025121{e}_1200{e:02d}",
+            epoch=e,
+        )
+        for e in epochs
+    ]

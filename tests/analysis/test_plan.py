@@ -125,3 +125,15 @@ def test_a_config_less_checkpoint_names_the_arms_config_flag(tiny_pair, heavy_wo
     with pytest.raises(UserError, match="pass its JSON config with --config_curriculum") as info:
         build_plan(_options(tiny_pair, curriculum_ckpt=str(bare)))
     assert "--config " not in str(info.value)
+
+
+def test_the_seed_preset_shows_a_cs_models_bottleneck_after_its_mask(tmp_path, tiny_pair):
+    """The mask multiplies the bottleneck before the decoder: the seed layers used to stop before it."""
+    from conftest import write_study_checkpoint
+
+    cs = write_study_checkpoint(tmp_path / "tiny_cs_20251219_132723_3.pt", config="configs/tiny_cs.json")
+    cs_opts = {"curriculum_ckpt": str(cs), "config_curriculum": str(ROOT / "configs/tiny_cs.json")}
+    plan = build_plan(_options(tiny_pair, **cs_opts, dataset="synthetic-faces", num_samples=1))
+    assert plan.layers[-2:] == ["bottleneck", "bottleneck_masked"]
+    plain = build_plan(_options(tiny_pair, dataset="synthetic-faces", num_samples=1))
+    assert "bottleneck_masked" not in plain.layers and plain.layers[-1] == "bottleneck"

@@ -27,3 +27,28 @@ def test_held_out_loss_is_the_training_loss_on_fixed_noise_whatever_the_batching
     assert by_all[10] != pytest.approx(by_all[900], rel=0.01)  # noise level matters
     other = held_out_loss(tiny_model, diffusion, images, [900], seed=4, batch_size=5)
     assert other[900] != by_all[900] and np.isfinite(other[900])
+
+
+def test_loss_timesteps_is_a_count_of_timesteps_in_every_command():
+    """`evaluate --loss_timesteps 100 500 900` used to mean three timesteps, while in `visualize`
+    and `demo` `--loss_timesteps N` is the number of timesteps spread over [0, T)."""
+    import pytest
+
+    from ddpm_lens.cli import build_parser
+
+    parser = build_parser()
+    ev = parser.parse_args(
+        ["evaluate", "run/", "--reference", "dataset:synthetic-faces", "--loss_timesteps", "7"]
+    )
+    vis = parser.parse_args(
+        ["visualize", "--baseline_ckpt", "a", "--curriculum_ckpt", "b", "--loss_timesteps", "7"]
+    )
+    assert ev.loss_timesteps == 7 and vis.loss_timesteps == 7
+    assert parser.parse_args(["evaluate", "run/", "--reference", "x"]).loss_timesteps == LOSS_POINTS
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "run/", "--reference", "x", "--loss_timesteps", "100", "500"])
+    from ddpm_lens.analysis.training_evaluation import evaluate_runs
+    from ddpm_lens.util.errors import UserError
+
+    with pytest.raises(UserError, match="--loss_timesteps must be at least 1"):
+        evaluate_runs([], reference="x", num=1, network=None, loss_timesteps=0)

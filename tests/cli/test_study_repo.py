@@ -35,15 +35,17 @@ def study_run(tmp_path_factory):
     return out
 
 
-def test_the_seed_command_on_study_schema_configs_writes_the_140_files(study_run):
+def test_the_seed_command_on_study_schema_configs_writes_the_files_and_the_masked_bottleneck(study_run):
+    """The study's 140 files, plus, because the curriculum model is CS, its bottleneck after the
+    mask (what its decoder receives): 20 figures more."""
     pngs = sorted(p.relative_to(study_run).as_posix() for p in study_run.glob("sample_*/**/*.png"))
-    assert len(pngs) == 140
+    assert len(pngs) == 140 + 5 * 4
     conditions = ["clean_t0", "noisy_t100", "noisy_t500", "noisy_t900"]
     expected = {
         f"sample_{i}/{c}/{layer}_baseline_vs_curriculum.png"
         for i in range(5)
         for c in conditions
-        for layer in LAYERS
+        for layer in [*LAYERS, "bottleneck_masked"]
     }
     assert expected <= set(pngs)
 
@@ -60,4 +62,4 @@ def test_the_run_readme_and_manifest_show_stage_and_the_studys_layer_sizes(study
         (2, "fine", "20251219_132723"),
     ]
     stats = json.loads((study_run / "stats.json").read_text())
-    assert {r["layer"] for r in stats["rows"]} == set(LAYERS)
+    assert {r["layer"] for r in stats["rows"]} == {*LAYERS, "bottleneck_masked"}  # CS: after the mask too

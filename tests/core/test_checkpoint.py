@@ -235,3 +235,17 @@ def test_random_files_are_always_a_one_line_user_error(tmp_path):
         path.write_bytes(head + rng.integers(0, 256, int(rng.integers(1, 3000)), dtype=np.uint8).tobytes())
         with pytest.raises(UserError, match="truncated or not a PyTorch checkpoint|holds no weights"):
             load_weights(path)
+
+
+def test_a_study_run_folders_config_json_is_the_checkpoints_config(tmp_path):
+    """The study's checkpoints carry no config; its trainer writes config.json beside them."""
+    from conftest import write_study_run
+
+    from ddpm_lens.core.checkpoint import load_weights, resolve_config
+
+    ckpt = write_study_run(tmp_path / "tiny_study" / "20251219_113720", config="configs/tiny_study.json",
+                           epochs=(1,), run_seed=77)[0]  # fmt: skip
+    cfg = resolve_config(None, load_weights(ckpt))
+    assert cfg.train.seed == 77 and cfg.source == str(ckpt.parent / "config.json")
+    model, _, _ = load_model(None, ckpt)
+    assert model.hid_channels == 32

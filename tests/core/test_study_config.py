@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from ddpm_lens.core.config import load_config, save_config, with_overrides
+from ddpm_lens.core.config import load_config, save_config, strip_line_comments, with_overrides
+from ddpm_lens.core.unet import build_unet
 from ddpm_lens.util.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,3 +234,104 @@ def test_modes_need_the_staged_curriculum(tmp_path):
     data = {**study_config("cs"), "curriculum": {"kind": "clusters", "num_clusters": 4}}
     with pytest.raises(UserError, match="'sparsity.enabled' follows the study's staged curriculum"):
         load_config(write(tmp_path, data))
+
+
+# ---- the study's own 13 configs and its run folders' config.json (tests/fixtures/README.md) -----
+
+FIXTURES = ROOT / "tests" / "fixtures"
+STUDY_CONFIGS = sorted((FIXTURES / "study_configs").glob("*.json"))
+# the study's dataset classes' resolutions (ddpm_torch/datasets.py)
+STUDY_RESOLUTION = {"celeba": 64, "celeba32": 32, "cifar10": 32, "celeba_hq": 256}
+
+
+def _raw(path):
+    return json.loads(strip_line_comments(path.read_text()))
+
+
+def test_all_thirteen_study_configs_are_shipped():
+    assert len(STUDY_CONFIGS) == 13
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: p.stem)
+def test_every_study_config_loads_with_its_values(path):
+    raw = _raw(path)
+    cfg = load_config(path)
+    assert cfg.dataset.name == raw["dataset"]
+    assert cfg.dataset.resolution == STUDY_RESOLUTION[raw["dataset"]]
+    for key in ("hid_channels", "ch_multipliers", "num_res_blocks", "apply_attn", "drop_rate"):
+        value = getattr(cfg.model, key)
+        assert (list(value) if isinstance(value, tuple) else value) == raw["model"][key], key
+    for key in ("lr", "batch_size", "epochs", "warmup", "ema_decay"):
+        assert getattr(cfg.train, key) == raw["train"][key]
+    assert cfg.diffusion.model_var_type == raw["diffusion"]["model_var_type"]
+    cur = raw.get("curriculum", {})
+    assert (cfg.curriculum is not None) == bool(cur.get("enabled") and cur.get("stages"))
+    if cfg.curriculum is not None:
+        assert [s.t_min for s in cfg.curriculum.stages] == [s["t_min"] for s in cur["stages"]]
+    assert (cfg.sparsity is not None) == raw.get("sparsity", {}).get("enabled", False)
+    assert (cfg.regularization is not None) == raw.get("regularization", {}).get("enabled", False)
+    # the model the config describes builds, and takes inputs at the config's resolution
+    with torch.device("meta"):
+        model = build_unet(cfg.model, sparsity=cfg.sparsity)
+        r = cfg.dataset.resolution
+        out = model(torch.zeros(1, 3, r, r), torch.zeros(1, dtype=torch.long))
+    assert out.shape == (1, 3, r, r)
+
+
+def test_celeba32_configs_are_32_pixels():
+    """They used to get CelebA-64's 64x64 inputs: the dataset name fixes the resolution."""
+    for path in STUDY_CONFIGS:
+        if path.stem.startswith("celeba32"):
+            assert load_config(path).dataset.resolution == 32, path.name
+
+
+@pytest.mark.parametrize("run", ["study_run_celeba", "study_run_celeba64_cs"])
+def test_study_run_folder_config_json_loads(run):
+    """The config.json the study's trainer writes beside its checkpoints: every key it writes."""
+    path = FIXTURES / run / "config.json"
+    raw = json.loads(path.read_text())
+    cfg = load_config(path)
+    assert cfg.train.seed == raw["seed"] == 1234
+    assert (cfg.train.beta1, cfg.train.beta2) == (raw["train"]["beta1"], raw["train"]["beta2"])
+    assert cfg.train.chkpt_intv == raw["train"]["chkpt_intv"]
+    assert cfg.model.out_channels == raw["model"]["out_channels"]
+    assert (cfg.curriculum is None) == (raw["curriculum"] == {"stages": []})
+    assert (cfg.sparsity is not None) == raw["sparsity"]["enabled"]
+    # the same recipe as the shipped config it was written from
+    shipped = load_config(FIXTURES / "study_configs" / f"{run.removeprefix('study_run_')}.json")
+    assert (cfg.model, cfg.curriculum, cfg.sparsity, cfg.regularization) == (
+        shipped.model.__class__(**{**shipped.model.__dict__, "out_channels": 3}),
+        shipped.curriculum,
+        shipped.sparsity,
+        shipped.regularization,
+    )
+
+
+def _run_config(tmp_path, **changes):
+    raw = json.loads((FIXTURES / "study_run_celeba" / "config.json").read_text())
+    for dotted, value in changes.items():
+        *section, key = dotted.split(".")
+        (raw[section[0]] if section else raw)[key] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_block_size_other_than_one_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"model\.block_size' is 2; only 1"):
+        load_config(_run_config(tmp_path, **{"model.block_size": 2}))
+
+
+def test_top_level_seed_conflicting_with_train_seed_is_refused(tmp_path):
+    with pytest.raises(UserError, match="seed"):
+        load_config(_run_config(tmp_path, **{"train.seed": 7}))
+
+
+def test_adam_betas_reach_the_optimizer(tmp_path):
+    from ddpm_lens.train.distributed import init_distributed
+    from ddpm_lens.train.trainer import Trainer
+
+    tiny = load_config(ROOT / "configs" / "tiny.json")
+    cfg = with_overrides(tiny, {"train.beta1": 0.5, "train.beta2": 0.9})
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", dist=init_distributed("cpu"))
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.5, 0.9)

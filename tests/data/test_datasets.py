@@ -219,9 +219,9 @@ def test_synthetic_dataset_is_iterable_and_checks_resolution():
 
 
 def test_unknown_name_or_split_lists_the_valid_ones():
-    with pytest.raises(UserError, match="celeba, folder, synthetic-faces"):
+    with pytest.raises(UserError, match="celeba, celeba32, cifar10, folder, synthetic-faces"):
         build_dataset("imagenet")
-    assert list(DATASETS) == ["celeba", "folder", "synthetic-faces"]
+    assert list(DATASETS) == ["celeba", "celeba32", "cifar10", "folder", "synthetic-faces"]
     with pytest.raises(UserError, match="train, valid, test, all"):
         build_dataset("synthetic-faces", split="val")
 
@@ -284,3 +284,69 @@ def test_high_bit_depth_images_are_scaled_by_their_range_not_clipped(tmp_path, k
     rgb = np.asarray(open_rgb(path), dtype=np.float64)
     assert rgb.shape == (32, 32, 3) and (rgb[..., 0] == rgb[..., 2]).all()
     np.testing.assert_allclose(rgb[..., 0], ramp * 255, atol=0.51)
+
+
+# --- the study's other datasets: celeba32 and cifar10, read from disk, never downloaded -------
+
+
+def test_celeba32_reads_the_celeba_files_at_the_given_resolution(celeba_root):
+    a = build_dataset("celeba32", root=celeba_root, split="test", resolution=32)
+    b = build_dataset("celeba", root=celeba_root, split="test", resolution=32)
+    assert a.paths == b.paths and a[0].shape == (3, 32, 32)
+    assert torch.equal(a[0], b[0])
+
+
+def _cifar_batch(path, images: np.ndarray, *, protocol: int = 2) -> None:
+    """A batch as the CIFAR-10 python release holds it: a pickled dict, 'data' (N, 3072) uint8."""
+    import pickle
+
+    labels = list(range(len(images)))
+    batch = {b"batch_label": b"x", b"labels": labels, b"data": images.reshape(len(images), -1)}
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        _cifar_batch(base / f"data_batch_{i}", rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8))
+    test = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    _cifar_batch(base / "test_batch", test)
+    return tmp_path, test
+
+
+def test_cifar10_reads_the_python_release_by_split(cifar_root):
+    root, test = cifar_root
+    splits = ("train", "test", "all")
+    sizes = {s: len(build_dataset("cifar10", root=root, split=s, resolution=32)) for s in splits}
+    assert sizes == {"train": 10, "test": 3, "all": 13}
+    x = build_dataset("cifar10", root=root, split="test", resolution=32)[2]
+    # channel planes in order, scaled to [-1, 1] exactly as from_uint8 does
+    assert torch.equal(x, from_uint8(test[2].transpose(1, 2, 0)))
+    inner = build_dataset("cifar10", root=root / "cifar-10-batches-py", split="test", resolution=32)
+    assert torch.equal(inner[2], x)
+    assert build_dataset("cifar10", root=root, split="test", resolution=16)[0].shape == (3, 16, 16)
+
+
+def test_cifar10_absent_is_one_line_naming_the_layout(tmp_path):
+    with pytest.raises(UserError, match="CIFAR-10 not found under .*cifar-10-batches-py/test_batch"):
+        build_dataset("cifar10", root=tmp_path, split="test", resolution=32)
+    with pytest.raises(UserError, match="never downloaded"):
+        build_dataset("cifar10", root=None, split="test", resolution=32)
+
+
+def test_cifar10_batch_that_would_run_code_is_refused(cifar_root):
+    import os
+    import pickle
+
+    root, _ = cifar_root
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Boom()}))
+    with pytest.raises(UserError, match=r"test_batch is not a batch of the python release .*system"):
+        build_dataset("cifar10", root=root, split="test", resolution=32)

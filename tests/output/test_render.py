@@ -114,15 +114,37 @@ def two_panels(k: int = 64, side: int = 64) -> list[Panel]:
     ]
 
 
-def test_default_figure_size_is_deterministic_and_paper_sized():
+def test_default_figure_size_is_deterministic():
     panels = two_panels()
     first = comparison_figure(panels, title="encoder_level_0 | clean_t0 | Sample 0")
     second = comparison_figure(panels, title="encoder_level_0 | clean_t0 | Sample 0")
     layout = figure_layout(panels, title="encoder_level_0 | clean_t0 | Sample 0")
     assert first.dtype == np.uint8 and first.shape == (layout.height, layout.width, 3)
     np.testing.assert_array_equal(first, second)
-    assert 1100 <= layout.width <= 1300
     assert layout.cell == 64 and layout.grid_extent == 8 * 64 + 7 * 2
+
+
+@pytest.mark.parametrize("side", [8, 64])
+def test_study_cells_give_the_study_figure_size_at_150_dpi(side):
+    """The study's PNGs (savefig(20x10 in, dpi=150, bbox tight)) are 2984x1427 px; they were ~1200 px wide."""
+    panels = two_panels(k=64, side=side)
+    layout = figure_layout(panels, title="bottleneck | clean_t0 | Sample 0", cell_px=render.study_cell_px(8))
+    assert abs(layout.width - 2984) <= 0.02 * 2984 and abs(layout.height - 1427) <= 0.05 * 1427
+    assert abs(layout.grid_extent - render.STUDY_GRID_PX) <= 8
+    assert render.DPI == 150
+
+
+def test_panel_text_is_the_studys_line_with_our_qualifier_below():
+    stats = {"mean": -0.0381, "std": 0.2874, "sparsity": 0.002449, "hoyer": 0.31234}
+    assert render._stats_line(stats) == "μ=-0.038 σ=0.287 sparsity=0.24%"  # as the study's set_title
+    assert render._qualifier(stats) == "Hoyer=0.312 · sparsity (|x| small) is scale-dependent"
+    assert render._qualifier(STATS) == "sparsity (|x| small) is scale-dependent"  # no Hoyer given
+
+
+def test_channel_colorbar_is_labelled_zero_to_one_as_the_studys():
+    assert render._ticks("channel", None) == ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
+    assert render._colorbar_label("channel") == "Activation Strength"
+    assert render._ticks("model", (-1.5, 2.0)) == ("-1.500", "2.000")  # other modes: the value range
 
 
 def test_figure_grows_by_whole_cells_with_grid_size():
@@ -154,16 +176,19 @@ def test_cell_k_shows_map_k_upscaled_nearest_neighbour():
     assert (image[y0:y1, x1 : x1 + layout.gap] == BACKGROUND).all()
 
 
-def test_non_dividing_map_is_centred_in_its_cell():
+def test_non_dividing_map_fills_its_cell_nearest_neighbour():
     maps = np.zeros((1, 24, 24), dtype=np.float32)
     maps[0, 12:] = 1  # top half low, bottom half high
+    maps[0, :, 23] = 0.5  # and a last column of its own
     panels = [Panel("A", maps, STATS)]
     image = comparison_figure(panels, title="t", grid_size=1, norm="model")
     cell = crop(image, figure_layout(panels, title="t", grid_size=1, norm="model").cell_box(0, 0))
-    # factor 2 → 48 px centred in 64: 8 px of background on every side
-    assert (cell[:8] == BACKGROUND).all() and (cell[-8:] == BACKGROUND).all()
-    assert (cell[:, :8] == BACKGROUND).all() and (cell[:, -8:] == BACKGROUND).all()
-    assert (cell[8:32, 8:56] == PURPLE).all() and (cell[32:56, 8:56] == YELLOW).all()
+    # 24 px into 64 as imshow(interpolation="nearest") draws it: no background, blocks of 2-3 px
+    assert not (cell == BACKGROUND).all(-1).any()
+    # pixel x shows column x * 24 // 64: column 23 (the mid value) from x = 62
+    assert (cell[:32, :62] == PURPLE).all() and (cell[32:, :62] == YELLOW).all()
+    mid = cell[0, 63]
+    assert (cell[:, 62:] == mid).all() and (mid != PURPLE).any() and (mid != YELLOW).any()
 
 
 def test_empty_cells_are_background():
@@ -276,9 +301,10 @@ def test_input_figure_upscales_nearest_neighbour_below_the_caption():
     assert (out[: ys.min()] < 128).any()  # the caption above it
 
 
-def test_input_figure_default_scale_targets_about_300_px():
+def test_input_figure_default_scale_is_the_studys_6_inches_at_150_dpi():
     out = input_figure(np.full((64, 64, 3), 7, dtype=np.uint8), caption="Noisy Image t=500 (Sample 0)")
-    assert (out == 7).all(-1).sum() == 320 * 320
+    assert (out == 7).all(-1).sum() == 768 * 768  # the study's PNG: 849x884 with its title and frame
+    assert abs(out.shape[1] - 849) <= 0.06 * 849 and abs(out.shape[0] - 884) <= 0.06 * 884
 
 
 def test_indexed_png_decodes_to_the_rgb_figure():

@@ -58,12 +58,15 @@ def quick_plots(monkeypatch):
     which files exist matters here."""
     import ddpm_lens.output.report as report
 
-    def draw(jobs):
+    from ddpm_lens.output.report_plots import Plots
+
+    def start_plots(made, jobs):
         for _, args, _ in jobs:
             Path(args[-1]).parent.mkdir(parents=True, exist_ok=True)
             Path(args[-1]).write_bytes(b"\x89PNG placeholder")
+        return Plots(made, [], None)
 
-    monkeypatch.setattr(report, "draw", draw)
+    monkeypatch.setattr(report, "start_plots", start_plots)
 
 
 def one_error(capsys) -> str:

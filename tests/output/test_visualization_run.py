@@ -89,6 +89,11 @@ def test_exact_tree_of_140_pngs(seed_run):
             assert im.format == "PNG" and im.mode == ("P" if figure else "RGB")  # figures: 8-bit palette
             sizes.add((figure, im.size))
     assert len({s for fig, s in sizes if fig}) == 1  # every comparison figure has the same size
+    # the study's size at its 150 dpi (its PNGs: 2984x1427 and 849x884; ours were ~1200 px wide)
+    ((width, height),) = {s for fig, s in sizes if fig}
+    assert abs(width - 2984) <= 60 and abs(height - 1427) <= 70
+    with Image.open(seed_run / "sample_0/clean_t0/bottleneck_baseline_vs_curriculum.png") as im:
+        assert tuple(round(d) for d in im.info["dpi"]) == (150, 150)
     assert not list(seed_run.rglob("*.tmp"))
 
 
@@ -106,23 +111,26 @@ def test_figures_show_exactly_the_stats_file(seed_run, tiny_pair):
         assert shown == cmp.shown[key][layer][sample, s].tolist()
         assert float(row["mean"]) == pytest.approx(float(act.astype(np.float64).mean()), rel=1e-9)
         assert float(row["sparsity"]) == pytest.approx(float((np.abs(act) < 1e-3).mean()))
-        stats = {k: float(row[k]) for k in ("mean", "std", "sparsity")}
+        stats = {k: float(row[k]) for k in ("mean", "std", "sparsity", "hoyer")}
         panels.append(render.Panel(label, act[shown], stats))
-    redrawn = render.comparison_figure(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    cell_px = render.study_cell_px(8)
+    redrawn = render.comparison_figure(
+        panels, title=f"{layer} | noisy_t500 | Sample {sample}", cell_px=cell_px
+    )
     with Image.open(seed_run / f"sample_{sample}/noisy_t500/{layer}_baseline_vs_curriculum.png") as im:
         on_disk = np.asarray(im.convert("RGB"))
     assert np.array_equal(redrawn, on_disk)  # the header's numbers are the stats file's
     # and each cell shows its channel as computed here, not by the renderer: viridis of the map
     # scaled between its own 2nd and 98th percentile, upscaled nearest-neighbour
-    layout = render.figure_layout(panels, title=f"{layer} | noisy_t500 | Sample {sample}")
+    layout = render.figure_layout(panels, title=f"{layer} | noisy_t500 | Sample {sample}", cell_px=cell_px)
     viridis = np.round(matplotlib.colormaps["viridis"](np.linspace(0, 1, 200))[:, :3] * 255).astype(np.uint8)
     level = {tuple(c): i for i, c in enumerate(viridis)}
     for p, panel in enumerate(panels):
         for k, m in enumerate(panel.maps):
             lo, hi = np.percentile(m.astype(np.float64), [2, 98])
             expected = (np.clip((m - lo) / (hi - lo), 0, 1) * 199 + 0.5).astype(int)
-            factor = layout.cell // m.shape[0]
-            expected = np.kron(expected, np.ones((factor, factor), dtype=int))
+            src = np.arange(layout.cell) * m.shape[0] // layout.cell  # nearest neighbour, as imshow
+            expected = expected[src][:, src]
             x0, y0, _, _ = layout.cell_box(p, k)
             cell = on_disk[y0 : y0 + expected.shape[0], x0 : x0 + expected.shape[1]].reshape(-1, 3)
             drawn = np.array([level.get(tuple(c), -99) for c in cell]).reshape(expected.shape)
@@ -178,23 +186,28 @@ def test_several_checkpoints_per_arm_from_the_command_line(tiny_pair, tmp_path):
     extra = write_tiny_checkpoint(tmp_path / "tiny_c_2.pt", config="configs/tiny_c.json", seed=7)
     out = tmp_path / "o"
     args = small_command(tiny_pair, out)
-    args[args.index("--curriculum_ckpt") + 1 : args.index("--curriculum_ckpt") + 2] = [
-        str(tiny_pair[1]),
-        str(extra),
-    ]
+    at = args.index("--curriculum_ckpt") + 1
+    args[at : at + 1] = [str(tiny_pair[1]), str(extra)]
+    # one baseline run against two curriculum runs: the second would go unused, so it is refused
+    assert main(args) == 2 and not any(out.rglob("*"))
+    extra_b = write_tiny_checkpoint(tmp_path / "tiny_2.pt", seed=8)
+    at = args.index("--baseline_ckpt") + 1
+    args[at : at + 1] = [str(tiny_pair[0]), str(extra_b)]
     assert main(args) == 0
     rows = json.loads((out / "stats.json").read_text())["rows"]
-    assert {(r["model"], r["checkpoint"]) for r in rows} == {
-        ("baseline", 0),
-        ("curriculum", 0),
-        ("curriculum", 1),
-    }
+    pairs = {("baseline", 0), ("curriculum", 0), ("baseline", 1), ("curriculum", 1)}
+    assert {(r["model"], r["checkpoint"]) for r in rows} == pairs
     cka = list(csv.DictReader((out / "cka.csv").read_text().splitlines()))
-    assert {r["pair"] for r in cka} == {"baseline_vs_curriculum", "curriculum_vs_curriculum_1"}
+    assert {r["pair"] for r in cka} == {
+        "baseline_vs_curriculum",
+        "baseline_vs_baseline_1",
+        "curriculum_vs_curriculum_1",
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(m["key"], m["index"]) for m in manifest["models"]] == [
         ("baseline", 0),
         ("curriculum", 0),
+        ("baseline", 1),
         ("curriculum", 1),
     ]
     assert len(list(out.rglob("*_baseline_vs_curriculum.png"))) == 2 * 4 * 2  # the pair's figures only
@@ -216,7 +229,9 @@ def test_matched_figure_shows_the_matched_channels(tiny_pair, tmp_path):
         )
     ]
     note = f"Curriculum channels matched one-to-one to Baseline's (mean r={cur['matched_corr']:.2f})"
-    redrawn = render.comparison_figure(panels, title=f"in_conv | noisy_t900 | Sample {sample}", note=note)
+    redrawn = render.comparison_figure(
+        panels, title=f"in_conv | noisy_t900 | Sample {sample}", note=note, cell_px=render.study_cell_px(8)
+    )
     with Image.open(tmp_path / f"sample_{sample}/noisy_t900/in_conv_baseline_vs_curriculum.png") as im:
         assert np.array_equal(redrawn, np.asarray(im.convert("RGB")))
 
@@ -403,10 +418,10 @@ def test_user_images(tiny_pair, tmp_path):
     assert main(args) == 0
     assert (out / "sample_1/noisy_t900/bottleneck_baseline_vs_curriculum.png").exists()
     assert not (out / "sample_2").exists()
-    # the inputs are the pictures: each clean input figure is the picture's colour, upscaled to 320x320
+    # the inputs are the pictures: each clean input figure is the picture's colour, upscaled to 768x768
     for i, colour in enumerate(colours):
         with Image.open(out / f"sample_{i}/input_clean.png") as im:
-            assert (np.asarray(im.convert("RGB")) == colour).all(-1).sum() == 320 * 320
+            assert (np.asarray(im.convert("RGB")) == colour).all(-1).sum() == 768 * 768
     # and the statistics are of the pictures: the same run on the dataset gives other numbers
     on_faces = tmp_path / "faces"
     assert main(seed_command(tiny_pair, on_faces, "--num_samples", "2")) == 0

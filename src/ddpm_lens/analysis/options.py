@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddpm_lens.analysis.arms import check_unequal_arms
 from ddpm_lens.analysis.stat_registry import SPARSITY_THRESHOLD
 from ddpm_lens.util.errors import UserError
 
@@ -34,8 +35,9 @@ class VisualizeOptions:
     # models
     baseline_ckpt: tuple[str, ...] | None = option(
         help="baseline checkpoint(s) (ddpm-torch, study or ddpm-lens files). Several = several training "
-        "runs of one recipe (e.g. seeds): figures show the first; with two or more per arm the "
-        "statistics compare checkpoints (per-checkpoint means, Welch's test), not images",
+        "runs of one recipe (seeds; never epochs of one run, never other recipes): figures show the "
+        "first; with two or more per arm the statistics compare checkpoints (per-checkpoint means, "
+        "Welch's test), not images; one in an arm needs one in the other",
         group="models",
         required=True,
         nargs="+",
@@ -78,9 +80,15 @@ class VisualizeOptions:
     clean: bool = option(True, help="skip the clean_t0 condition", group="inputs", flag="--no_clean")
     noisy: bool = option(True, help="skip the noisy_t<T> conditions", group="inputs", flag="--no_noisy")
     dataset: str | None = option(
-        help="celeba, folder or synthetic-faces (default: the baseline config's dataset)", group="inputs"
+        help="celeba, celeba32, cifar10 (read from --data_dir, never downloaded), folder or synthetic-faces "
+        "(default: the baseline config's dataset, at its resolution)",
+        group="inputs",
     )
-    data_dir: str | None = option(help="dataset folder (CelebA: the folder holding celeba/)", group="inputs")
+    data_dir: str | None = option(
+        help="dataset folder (CelebA: the folder holding celeba/; CIFAR-10: the one holding "
+        "cifar-10-batches-py/)",
+        group="inputs",
+    )
     split: str = option("test", help="train, valid, test or all", group="inputs")
     images: Any = option(
         help="your own pictures instead of a dataset (any size/mode; centre-cropped and resized); "
@@ -171,6 +179,7 @@ class VisualizeOptions:
                 )
             arms[f"{arm}_ckpt"] = ckpts
             arms[f"config_{arm}"] = (configs * len(ckpts) if len(configs) == 1 else configs) or None
+        check_unequal_arms({arm: len(arms[f"{arm}_ckpt"]) for arm in ("baseline", "curriculum")})
         images = self.images
         if isinstance(images, str):
             images = (images,)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from ddpm_lens.analysis.arms import check_arm
 from ddpm_lens.analysis.inputs import Condition, image_source, make_conditions
-from ddpm_lens.analysis.model_pair import LoadedModel, load_pair, open_pair
+from ddpm_lens.analysis.model_pair import MODEL_KEYS, LoadedModel, load_pair, open_pair
 from ddpm_lens.analysis.options import VisualizeOptions
 from ddpm_lens.analysis.prefetch import Prefetch
 from ddpm_lens.analysis.timings import Timings
@@ -55,7 +56,11 @@ def check_request(
     num_channels: int,
     grid_size: int,
 ) -> list[str]:
-    """Validate timesteps, layer names and channel counts against both models; resolved layer names."""
+    """Validate timesteps, layer names and channel counts against both models; resolved layer names.
+
+    With a CS model (a bottleneck channel mask) in the comparison, the ``seed`` preset also taps
+    ``bottleneck_masked``, the bottleneck after the mask, which is what the decoder receives:
+    ``bottleneck`` alone would show channels the model switches off."""
     if grid_size < 1:
         raise UserError(f"--grid_size must be at least 1, got {grid_size}")
     if num_channels < 1:
@@ -65,6 +70,8 @@ def check_request(
             f"--num_channels {num_channels} does not fit a {grid_size}x{grid_size} grid "
             f"({grid_size**2} cells): lower it or raise --grid_size"
         )
+    if "seed" in layers and any(m.structure.channel_mask_or_none() is not None for m in models):
+        layers = [*layers, "bottleneck_masked"]
     names = None
     for m in models:
         T = m.config.diffusion.timesteps
@@ -101,6 +108,8 @@ def build_plan(
         prefetch=prefetch,
         timings=timings,
     )
+    for key in MODEL_KEYS:
+        check_arm([m for m in models if m.key == key], f"--{key}_ckpt")
     names = check_request(
         models,
         timesteps=opts.timesteps,

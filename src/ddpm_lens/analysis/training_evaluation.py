@@ -55,7 +55,7 @@ def evaluate_runs(
     steps: int = DEFAULT_STEPS,
     seed: int = 0,
     batch_size: int = 50,
-    loss_timesteps: Sequence[int] | None = None,
+    loss_timesteps: int = LOSS_POINTS,
     loss_num: int = 64,
     use_ema: bool = True,
     device="cpu",
@@ -69,6 +69,8 @@ def evaluate_runs(
 
     if loss_num < 1:
         raise UserError(f"--loss_num must be at least 1, got {loss_num}")
+    if loss_timesteps < 1:
+        raise UserError(f"--loss_timesteps must be at least 1 (a number of timesteps), got {loss_timesteps}")
     device = torch.device(device)
     main = world(dist)[0] == 0
     references: dict[int, tuple] = {}  # resolution -> (FeatureSet, held-out images)
@@ -93,10 +95,7 @@ def evaluate_runs(
             model, diffusion, cfg, num=num, steps=steps, seed=seed, device=device, spec=str(ckpt)
         )
         fake = source_features(samples, network, batch_size=batch_size, dist=dist, progress=progress)
-        grid = list(loss_timesteps) if loss_timesteps else timestep_grid(cfg.diffusion.timesteps, LOSS_POINTS)
-        bad = [t for t in grid if not 0 <= t < cfg.diffusion.timesteps]
-        if bad:
-            raise UserError(f"--loss_timesteps {bad} outside 0..{cfg.diffusion.timesteps - 1} of {ckpt}")
+        grid = timestep_grid(cfg.diffusion.timesteps, loss_timesteps)  # as visualize's --loss_timesteps
         toc = time.perf_counter()
         losses = held_out_loss(model, diffusion, held_out, grid, seed=seed, batch_size=batch_size, dist=dist)
         loss_s = time.perf_counter() - toc
@@ -145,6 +144,7 @@ def evaluate_runs(
             "sampler": f"DDIM, {steps} steps, eta 0",
             "seed": seed,
             "loss_num": loss_num,
+            "loss_timesteps": loss_timesteps,
             "use_ema": use_ema,
             "network": network.describe(),
             "processes": world(dist)[1],

@@ -40,9 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--loss_timesteps",
         type=int,
-        nargs="+",
-        metavar="T",
-        help="timesteps of the held-out loss (default: 10 spread over 0..T-1)",
+        default=10,
+        metavar="N",
+        help="the held-out loss at N timesteps spread evenly over [0, T), as in visualize (default: 10)",
     )
     p.add_argument(
         "--loss_num", type=int, default=64, help="reference images for the held-out loss (default: 64)"

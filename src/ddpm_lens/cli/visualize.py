@@ -59,5 +59,8 @@ def run(args: argparse.Namespace) -> int:
         f"render {t.render:.1f} s and write {t.write:.1f} s summed over threads)"
     )
     if run.report_index is not None:
-        print(f"report: open {run.report_index} ({run.report_index.resolve().as_uri()})")
+        print(
+            f"report: open {run.report_index} ({run.report_index.resolve().as_uri()}); "
+            f"built in {run.report_s:.1f} s of the total"
+        )
     return 0

@@ -235,15 +235,19 @@ def _materialize(model: nn.Module, device: torch.device, memory_format: torch.me
 
 
 def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> Config:
-    """The config file if given, else the one a ddpm-lens checkpoint carries."""
+    """The config file if given, else the one a ddpm-lens checkpoint carries, else the
+    ``config.json`` beside the file (the study's run folders, ``chkpts/<name>/<run_timestamp>/``)."""
     if config_path is not None:
         return load_config(config_path)
-    if weights.config is None:
-        raise UserError(
-            f"checkpoint {weights.path} carries no config: pass its JSON config "
-            "(e.g. --config configs/celeba.json)"
-        )
-    return config_from_dict(weights.config, source=f"{weights.path}:config")
+    if weights.config is not None:
+        return config_from_dict(weights.config, source=f"{weights.path}:config")
+    beside = Path(weights.path).parent / "config.json"
+    if beside.is_file():
+        return load_config(beside)
+    raise UserError(
+        f"checkpoint {weights.path} carries no config and has no config.json beside it: pass its JSON "
+        "config (e.g. --config configs/celeba.json)"
+    )
 
 
 def load_checkpoint(

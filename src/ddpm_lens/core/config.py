@@ -4,7 +4,10 @@ A config file has the top-level sections ``dataset``, ``diffusion``, ``model`` (
 ddpm-torch files call it ``denoise``), ``train`` and, for curriculum runs only,
 ``curriculum`` (either form of :mod:`ddpm_lens.core.curriculum_config`). The study's files
 (sun-messi/curriculum-sparse-reg) add ``sparsity`` (CS) and ``regularization`` (CR); a
-section with ``"enabled": false`` means the mode is off. ``//`` comments (whole lines or
+section with ``"enabled": false`` means the mode is off. The ``config.json`` the study's
+trainer (``train_curriculum.py``) writes into each run folder reads as it is: its top-level
+``seed`` is ``train.seed``, ``train.beta1``/``beta2`` are Adam's betas and ``model.block_size``
+must be 1 (its pixel-shuffle wrapper is not built here). ``//`` comments (whole lines or
 trailing) are allowed and keys beginning with ``_`` (``_comment``, ``_usage``) are notes,
 ignored at every level. Every problem (unknown key, wrong type, impossible value) is a
 one-line :class:`UserError` naming the file and the key::
@@ -35,13 +38,22 @@ from ddpm_lens.core.uvit import UViTConfig
 from ddpm_lens.util.atomic import write_text
 from ddpm_lens.util.errors import UserError
 
-# Resolution used when a config names a dataset without giving one (ddpm-torch's defaults).
-DEFAULT_RESOLUTION = {"celeba": 64, "cifar10": 32, "celebahq": 256, "synthetic-faces": 64, "folder": 64}
+# Resolution used when a config names a dataset without giving one (ddpm-torch's and the study's
+# dataset classes: CelebA32 is CelebA resized to 32, CelebA_HQ registers as "celeba_hq").
+DEFAULT_RESOLUTION = {
+    "celeba": 64,
+    "celeba32": 32,
+    "cifar10": 32,
+    "celeba_hq": 256,
+    "celebahq": 256,
+    "synthetic-faces": 64,
+    "folder": 64,
+}
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    name: str = "celeba"  # celeba | folder | synthetic-faces (other names load models, not data)
+    name: str = "celeba"  # celeba | celeba32 | cifar10 | folder | synthetic-faces (others: models only)
     root: str | None = None  # folder holding the data; None: the --data-dir flag or ~/datasets
     resolution: int = 64  # square image side in pixels
     random_flip: bool = True  # horizontal flips when training
@@ -81,6 +93,8 @@ class TrainConfig:
     warmup: int = 5000  # linear lr warm-up steps
     use_ema: bool = True
     ema_decay: float = 0.9999
+    beta1: float = 0.9  # Adam's betas (the study's trainer writes them into its run's config.json)
+    beta2: float = 0.999
     num_accum: int = 1  # gradient accumulation micro-batches per step
     chkpt_intv: int = 1  # epochs between checkpoints
     image_intv: int = 1  # epochs between EMA sample grids (0 disables)
@@ -219,6 +233,7 @@ def config_from_dict(data: Any, *, source: str = "<dict>") -> Config:
         if "model" in data:
             raise UserError(f"config {source}: has both 'model' and its old name 'denoise'; keep one")
         data["model"] = data.pop("denoise")
+    data = _study_run_keys(data, source)
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise UserError(f"config {source}: unknown section '{unknown[0]}' (valid: {', '.join(_SECTIONS)})")
@@ -240,6 +255,33 @@ def config_from_dict(data: Any, *, source: str = "<dict>") -> Config:
     cfg = Config(**sections, source=source)
     _check_values(cfg)
     return cfg
+
+
+def _study_run_keys(data: dict, source: str) -> dict:
+    """The keys only the study's run-folder ``config.json`` has, folded into ours: its top-level
+    ``seed`` becomes ``train.seed``; ``model.block_size`` (1 there) is checked and dropped."""
+    data = dict(data)
+    if "seed" in data:
+        seed = data.pop("seed")
+        train = data.get("train", {})
+        if isinstance(train, dict):
+            if "seed" in train and train["seed"] != seed:
+                raise UserError(
+                    f"config {source}: top-level 'seed' {seed} and 'train.seed' {train['seed']} differ; "
+                    "keep one"
+                )
+            data["train"] = {**train, "seed": seed}
+    model = data.get("model")
+    if isinstance(model, dict) and "block_size" in model:
+        model = dict(model)
+        block = model.pop("block_size")
+        if block != 1:
+            raise UserError(
+                f"config {source}: 'model.block_size' is {json.dumps(block)}; only 1 is supported (the "
+                "study's pixel-shuffle wrapper for larger blocks is not built here): set it to 1"
+            )
+        data["model"] = model
+    return data
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
@@ -348,6 +390,7 @@ def _check_train(cfg: Config, need) -> None:
     need(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
     need(t.warmup >= 0, "train.warmup", "must be >= 0")
     need(0 < t.ema_decay < 1, "train.ema_decay", "must be in (0, 1)")
+    need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1", "and beta2 must be in [0, 1)")
     need(t.num_accum >= 1, "train.num_accum", "must be at least 1")
     need(t.chkpt_intv >= 1, "train.chkpt_intv", "must be at least 1")
     need(t.image_intv >= 0, "train.image_intv", "must be >= 0 (0 disables sample grids)")

@@ -6,6 +6,13 @@
   with ``<root>/celeba/list_eval_partition.txt``; ``root`` may also be the ``celeba`` folder
   itself. Each 178x218 image is cropped to the 148x148 box at left 15, top 40 and resized
   (bilinear, antialiased) to ``resolution``, as in the original study (ddpm-torch).
+- ``celeba32``: the same files and crop, for the study's 32x32 CelebA models (its ``CelebA32``:
+  resolution 32 unless the config says otherwise).
+- ``cifar10``: the CIFAR-10 python release on disk, ``<root>/cifar-10-batches-py/`` with
+  ``data_batch_1`` .. ``data_batch_5`` (train) and ``test_batch`` (test), as torchvision's
+  ``CIFAR10(download=False)`` reads it; ``root`` may be that folder itself. The batches are
+  pickles: they are read with an unpickler that builds numpy arrays and nothing else. Any split
+  but ``test`` is the training set (the study's reader), ``all`` both.
 - ``folder``: every image under a folder, recursively (jpg, jpeg, png, webp, bmp), in sorted
   path order, centre-cropped to a square and resized. A folder has no splits: ``train``,
   ``valid``, ``test`` and ``all`` all mean the whole folder.
@@ -23,7 +30,9 @@ The helpers :func:`to_uint8`, :func:`from_uint8`, :func:`center_crop_resize`,
 from __future__ import annotations
 
 import functools
+import io
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -226,6 +235,78 @@ def _build_celeba(*, root, split, resolution, random_flip, seed) -> ImageFiles:
     return ImageFiles([images / n for n in names], prepare=prepare, random_flip=random_flip)
 
 
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST = ("test_batch",)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes and numpy arrays; any other global is refused, never run."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): __import__("codecs").encode,
+    }
+
+    def find_class(self, module: str, name: str):
+        found = self.ALLOWED.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return found
+
+
+class ArrayImages(Dataset):
+    """Images held in memory as uint8 (N, 3, h, w), resized to ``resolution`` on read."""
+
+    def __init__(self, images: np.ndarray, *, resolution: int, random_flip: bool = False):
+        self.images = images
+        self.resolution = resolution
+        self.random_flip = random_flip
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = self.images[i].transpose(1, 2, 0)  # (h, w, 3)
+        if img.shape[0] != self.resolution or img.shape[1] != self.resolution:
+            img = np.asarray(center_crop_resize(Image.fromarray(img), self.resolution))
+        return _maybe_flip(from_uint8(np.ascontiguousarray(img)), self.random_flip)
+
+
+def _build_cifar10(*, root, split, resolution, random_flip, seed) -> ArrayImages:
+    layout = "DIR/cifar-10-batches-py/{data_batch_1..5,test_batch} (the CIFAR-10 python release)"
+    if root is None:
+        raise UserError(f"the cifar10 dataset needs --data-dir DIR with {layout}; it is never downloaded")
+    root = Path(root).expanduser()
+    base = next((b for b in (root / "cifar-10-batches-py", root) if (b / "test_batch").is_file()), None)
+    if base is None:
+        raise UserError(
+            f"CIFAR-10 not found under {root}: expected {root / 'cifar-10-batches-py'}/test_batch and "
+            "data_batch_1..5; pass --data-dir naming the folder that holds cifar-10-batches-py/"
+        )
+    names = {"test": CIFAR_TEST, "all": CIFAR_TRAIN + CIFAR_TEST}.get(split, CIFAR_TRAIN)
+    arrays = []
+    for name in names:
+        path = base / name
+        try:
+            with open(path, "rb") as f:
+                batch = _ArraysOnly(io.BytesIO(f.read()), encoding="latin1").load()
+            data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
+            arrays.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        except FileNotFoundError:
+            raise UserError(
+                f"CIFAR-10 batch {path} is missing; extract the whole cifar-10-python release there"
+            ) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(
+                f"CIFAR-10 batch {path} is not a batch of the python release ({type(exc).__name__}: {exc}); "
+                "extract cifar-10-python.tar.gz there again"
+            ) from None
+    return ArrayImages(np.concatenate(arrays), resolution=resolution, random_flip=random_flip)
+
+
 def _is_readable(path: Path) -> bool:
     try:
         with Image.open(path) as im:
@@ -268,10 +349,13 @@ def _build_synthetic_faces(*, root, split, resolution, random_flip, seed) -> Syn
 # name -> builder(*, root, split, resolution, random_flip, seed); each ignores what it does not use.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "celeba": _build_celeba,
+    "celeba32": _build_celeba,  # the study's CelebA32: the same files, at the config's resolution (32)
+    "cifar10": _build_cifar10,
     "folder": _build_folder,
     "synthetic-faces": _build_synthetic_faces,
 }
-READS_FOLDER = ("folder", "celeba")  # the datasets that use ``root``: a folder given to another is a mistake
+# the datasets that use ``root``: a folder given to another is a mistake
+READS_FOLDER = ("folder", "celeba", "celeba32", "cifar10")
 
 
 def build_dataset(

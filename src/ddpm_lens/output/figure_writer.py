@@ -61,7 +61,7 @@ class FigureWriter:
         tic = time.perf_counter()
         array, pal = make()
         mid = time.perf_counter()
-        png.write_png(self.out / rel, array, palette=pal, text=self.text)
+        png.write_png(self.out / rel, array, palette=pal, text=self.text, dpi=render.DPI)
         toc = time.perf_counter()
         self.timings.add("render", mid - tic)
         self.timings.add("write", toc - mid)
@@ -122,6 +122,7 @@ class FigureWriter:
             "grid_size": opts.grid_size,
             "norm": opts.norm,
             "note": note,
+            "cell_px": render.study_cell_px(opts.grid_size),  # the study's figure size at 150 dpi
         }
         return lambda: (render.comparison_indices(panels, **kwargs), render.palette())
 

@@ -27,10 +27,12 @@ def encode_png(
     compress_level: int = 1,
     palette: np.ndarray | None = None,
     text: dict[str, str] | None = None,
+    dpi: float | None = None,
 ) -> bytes:
     """PNG bytes of an (H, W) or (H, W, 3|4) uint8 array; (H, W) with a (n <= 256, 3) uint8
     ``palette`` is an indexed-colour PNG, else greyscale. ``text``: Latin-1 keyword -> value
-    pairs, written as ``tEXt`` chunks before the image data.
+    pairs, written as ``tEXt`` chunks before the image data. ``dpi``: the pixel density stored in
+    a ``pHYs`` chunk (pixels per metre), as matplotlib's ``savefig(dpi=...)`` writes it.
 
     A minimal PNG writer (IHDR, one IDAT, IEND; every row with filter type 0) instead of
     PIL's: PIL picks an adaptive row filter, which on activation grids costs time and
@@ -58,6 +60,9 @@ def encode_png(
     header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
     if palette is not None:
         header += chunk(b"PLTE", np.asarray(palette, dtype=np.uint8).tobytes())
+    if dpi is not None:
+        per_metre = round(dpi / 0.0254)
+        header += chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1))
     for key, value in (text or {}).items():
         header += chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
     idat = chunk(b"IDAT", _deflate(raw.tobytes(), compress_level))
@@ -71,11 +76,12 @@ def write_png(
     compress_level: int = 1,
     palette: np.ndarray | None = None,
     text: dict[str, str] | None = None,
+    dpi: float | None = None,
 ) -> None:
     """Write ``array`` as a PNG at ``path`` atomically: a crash leaves the old file or the new
     one, never half of one. The folder must exist. Not fsynced: a figure can be redrawn.
     """
-    data = encode_png(array, compress_level=compress_level, palette=palette, text=text)
+    data = encode_png(array, compress_level=compress_level, palette=palette, text=text, dpi=dpi)
     write_bytes(path, data, fsync=False)
 
 

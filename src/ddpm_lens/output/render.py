@@ -7,15 +7,23 @@ reshaped view of the canvas; text comes from :mod:`~ddpm_lens.output.text_stamps
 
 Layout of :func:`comparison_figure` (``norm="channel"``, the seed study's look)::
 
-    ┌─────────────────────────────────────────────────────────┐
-    │          encoder_level_2 | noisy_t500 | Sample 0        │  title
-    │    Curriculum channels matched to Baseline (r=0.62)     │  optional note
-    │        Baseline                  Curriculum             │  panel labels
-    │    μ=0.123  σ=0.456           μ=0.089  σ=0.234          │
-    │     sparsity=23.5%             sparsity=45.2%           │
-    │   [g×g grid] ▐ high           [g×g grid] ▐ high         │  colorbar per panel
-    │              ▐ low                       ▐ low          │  (one at the right for "shared")
-    └─────────────────────────────────────────────────────────┘
+    ┌──────────────────────────────────────────────────────────────────┐
+    │             encoder_level_2 | noisy_t500 | Sample 0              │  title
+    │       Curriculum channels matched to Baseline (r=0.62)           │  optional note
+    │            Baseline                       Curriculum             │  panel labels
+    │ μ=0.123 σ=0.456 sparsity=23.51%  μ=0.089 σ=0.234 sparsity=45.20% │  the study's line
+    │ Hoyer=0.412 · sparsity: scale-dependent   Hoyer=0.388 · ...      │  ours (grey)
+    │   [g×g grid] ▐ 1.0                [g×g grid] ▐ 1.0               │  colorbar per panel,
+    │              ▐ 0.0 Activation Strength       ▐ 0.0 ...           │  0–1 as the study's
+    └──────────────────────────────────────────────────────────────────┘
+
+The text is the study's (``visualize_features.py``: its titles, ``μ=… σ=… sparsity=…%`` with
+three and two decimals, a colour bar from 0 to 1 labelled "Activation Strength") at its sizes
+for a 150 dpi figure (16, 14, 12 and 10 pt); :data:`STUDY_GRID_PX` and :func:`study_cell_px`
+give the cells the study's 20×10 inch figures have at 150 dpi (about 2984×1427 px). The grey
+line is ours: the study's sparsity (share of |x| below 0.001) reads the layer's scale, not its
+shape, so each panel also shows the scale-free Hoyer sparseness when its statistics have it.
+With ``norm="model"``/``"shared"`` the colour bar gives the panel's value range instead.
 """
 
 from __future__ import annotations
@@ -43,37 +51,59 @@ from ddpm_lens.output.colours import (
 from ddpm_lens.output.text_stamps import draw_text, get_font, line_height
 
 _COLORBAR_LABELS = {
-    "channel": "per-map {lo:g}–{hi:g}th pct",
+    "channel": "Activation Strength",  # the study's label: each map scaled to [0, 1]
     "model": "per-panel {lo:g}–{hi:g}th pct",
     "shared": "shared {lo:g}–{hi:g}th pct",
 }
 
-# Geometry in pixels.
+# Geometry in pixels (a 150 dpi figure).
+DPI = 150  # the study's savefig(dpi=150); stored in each PNG's pHYs chunk
+STUDY_GRID_PX = 1264  # side of one panel's grid in the study's 20x10 inch figures at 150 dpi
 _MARGIN = 20
 _CELL_GAP = 2
-_PANEL_GAP = 32
+_PANEL_GAP = 64
 _HEADER_GAP = 12  # between the title/note block and the panel labels
-_STATS_GAP = 8  # between the stats lines and the grid
-_CBAR_GAP = 10  # between a grid and its colorbar
-_CBAR_WIDTH = 14
-_TICK_LEN = 4
-_TICK_PAD = 3
-_CBAR_LABEL_PAD = 5
+_STATS_GAP = 10  # between the stats lines and the grid
+_CBAR_GAP = 30  # between a grid and its colorbar
+_CBAR_WIDTH = 60
+_TICK_LEN = 7
+_TICK_PAD = 5
+_CBAR_LABEL_PAD = 10
 _WIDEST_VALUE = "-8.88e-88"  # fixes the tick column so same-mode figures share one width
+_UNIT_TICKS = tuple(f"{v / 10:.1f}" for v in range(0, 11, 2))  # 0.0, 0.2, ..., 1.0: matplotlib's
 
-# Font sizes in pixels.
-_TITLE_PX = 20
-_NOTE_PX = 14
-_LABEL_PX = 18
-_STATS_PX = 14
-_TICK_PX = 12
-_CAPTION_PX = 16
+# Font sizes in pixels: the study's points at 150 dpi (pt * 150 / 72).
+_TITLE_PX = 33  # 16 pt, bold
+_NOTE_PX = 25
+_LABEL_PX = 29  # 14 pt, bold: the panel's two title lines
+_STATS_PX = 29
+_QUALIFIER_PX = 25  # our grey line under the study's stats
+_TICK_PX = 21  # 10 pt
+_CBAR_LABEL_PX = 25  # 12 pt
+_CAPTION_PX = 29  # 14 pt, bold
 
-_INPUT_TARGET_PX = 320  # input_figure's default scale makes the longer side at most this
+_INPUT_TARGET_PX = 768  # input_figure's default scale makes the longer side at most this
+
+
+def study_cell_px(grid_size: int) -> int:
+    """The cell side that makes a ``grid_size``² grid as large as the study's panels."""
+    return max(1, (STUDY_GRID_PX - (grid_size - 1) * _CELL_GAP) // grid_size)
 
 
 def _colorbar_label(norm: str) -> str:
     return _COLORBAR_LABELS[norm].format(lo=LOW_PCT, hi=HIGH_PCT)
+
+
+def _qualifier(stats: Mapping[str, float]) -> str:
+    """Our line under the study's: the scale-free Hoyer sparseness, and what the study's sparsity is."""
+    hoyer = stats.get("hoyer")
+    head = f"Hoyer={hoyer:.3f} · " if hoyer is not None and np.isfinite(hoyer) else ""
+    return head + "sparsity (|x| small) is scale-dependent"
+
+
+def _ticks(norm: str, rng) -> tuple[str, ...]:
+    """Tick labels, bottom to top: 0.0 … 1.0 for the per-map [0, 1] scale, else the range's ends."""
+    return _UNIT_TICKS if norm == "channel" else (_format_value(rng[0]), _format_value(rng[1]))
 
 
 def _format_value(value: float) -> str:
@@ -95,7 +125,8 @@ class Panel:
         label: heading, e.g. ``"Baseline"``.
         maps: (K, h, w) float, the channels to show, already ranked; map k goes to cell k
             (row-major).
-        stats: at least ``mean``, ``std`` and ``sparsity`` (a fraction in [0, 1]).
+        stats: at least ``mean``, ``std`` and ``sparsity`` (a fraction in [0, 1]); ``hoyer``
+            when present is printed on the grey line.
         channels: original channel index of each map, for callers that tabulate them; not drawn.
         normed: optional, ``maps`` already scaled each to its own 2nd-98th percentile by
             :func:`ddpm_lens.analysis.stats.percentile_scale` (a caller that computed them for its
@@ -139,7 +170,7 @@ class FigureLayout:
     title_y: int
     note_y: int | None
     label_y: int
-    stats_y: int  # first of the two stats lines
+    stats_y: int  # the study's stats line; our grey line follows it
 
     @property
     def grid_extent(self) -> int:
@@ -183,12 +214,10 @@ def figure_layout(
 
     cell = max(cell_px, *(max(np.shape(p.maps)[1:]) for p in panels))
     extent = grid_size * cell + (grid_size - 1) * _CELL_GAP
-    if norm == "channel":
-        tick_width = math.ceil(max(get_font(_TICK_PX).getlength(t) for t in ("low", "high")))
-    else:
-        tick_width = math.ceil(get_font(_TICK_PX).getlength(_WIDEST_VALUE))
+    widest = _UNIT_TICKS if norm == "channel" else (_WIDEST_VALUE,)
+    tick_width = math.ceil(max(get_font(_TICK_PX).getlength(t) for t in widest))
     cbar_block = _CBAR_GAP + _CBAR_WIDTH + _TICK_LEN + _TICK_PAD + tick_width + _CBAR_LABEL_PAD
-    cbar_block += line_height(_TICK_PX)  # the rotated label
+    cbar_block += line_height(_CBAR_LABEL_PX)  # the rotated label
 
     y = _MARGIN
     title_y = y
@@ -201,7 +230,7 @@ def figure_layout(
     label_y = y
     y += line_height(_LABEL_PX)
     stats_y = y
-    grid_y = y + 2 * line_height(_STATS_PX) + _STATS_GAP
+    grid_y = y + line_height(_STATS_PX) + line_height(_QUALIFIER_PX) + _STATS_GAP
 
     x = _MARGIN
     grid_xs, cbar_xs = [], []
@@ -221,7 +250,7 @@ def figure_layout(
     width = max(content_right, math.ceil(text_width) + 2 * _MARGIN)
     shift = (width - content_right) // 2  # centre the panels under a title wider than them
 
-    label_length = math.ceil(get_font(_TICK_PX).getlength(_colorbar_label(norm)))
+    label_length = math.ceil(get_font(_CBAR_LABEL_PX).getlength(_colorbar_label(norm)))
     return FigureLayout(
         width=width,
         height=grid_y + max(extent, label_length) + _MARGIN,
@@ -240,15 +269,16 @@ def figure_layout(
 def _paint_grid(canvas: np.ndarray, normed: np.ndarray, *, origin: tuple[int, int], layout: FigureLayout):
     """Paint (K, h, w) maps in [0, 1] as a viridis grid into the index canvas (H, W) at ``origin``.
 
-    Each map is upscaled nearest-neighbour by the largest integer factor that fits the cell
-    and centred in it; cells beyond K and the gaps keep the background.
+    Each map fills its cell, upscaled nearest-neighbour as matplotlib's ``imshow`` does (pixel
+    blocks of whole size when the cell is a multiple of the map, else one pixel apart); cells
+    beyond K and the gaps keep the background.
     """
     g, cell, pitch = layout.grid_size, layout.cell, layout.cell + layout.gap
     k, h, w = normed.shape
-    factor = min(cell // h, cell // w)
-    hf, wf = h * factor, w * factor
+    hf, wf = cell, cell
     idx = (normed * (LEVELS - 1) + 0.5).astype(np.uint8)  # (K, h, w) palette indices
-    idx = np.broadcast_to(idx[:, :, None, :, None], (k, h, factor, w, factor)).reshape(k, hf, wf)
+    rows, cols = (np.arange(cell) * h) // cell, (np.arange(cell) * w) // cell  # source of each pixel
+    idx = idx[:, rows][:, :, cols]  # (K, cell, cell)
     if k < g * g:
         idx = np.concatenate([idx, np.full((g * g - k, hf, wf), BG_INDEX, dtype=np.uint8)])
     x, y = origin
@@ -275,22 +305,24 @@ def _normalize_panels(panels: Sequence[Panel], norm: str) -> tuple[list[np.ndarr
 def _paint_colorbar(
     canvas: np.ndarray, box: tuple[int, int, int, int], *, ticks: tuple[str, str], label: str
 ):
-    """A framed vertical viridis gradient in ``box`` (high at the top), tick labels
-    ``(low, high)`` at its ends and ``label`` reading upwards just right of them (the layout
+    """A framed vertical viridis gradient in ``box`` (high at the top), ``ticks`` spread evenly
+    from its bottom to its top and ``label`` reading upwards just right of them (the layout
     reserves room for the widest possible tick)."""
     x0, y0, x1, y1 = box
     canvas[y0:y1, x0:x1] = np.round(np.linspace(LEVELS - 1, 0, y1 - y0)).astype(np.uint8)[:, None]
     canvas[[y0 - 1, y1], x0 - 1 : x1 + 1] = FRAME_INDEX
     canvas[y0 - 1 : y1 + 1, [x0 - 1, x1]] = FRAME_INDEX
-    tick_font = get_font(_TICK_PX)
-    for y, tick in ((y1 - 1, ticks[0]), (y0, ticks[1])):
+    tick_font, label_font = get_font(_TICK_PX), get_font(_CBAR_LABEL_PX)
+    last = len(ticks) - 1
+    for i, tick in enumerate(ticks):
+        y = round(y1 - 1 - i * (y1 - 1 - y0) / last)
         canvas[y, x1 : x1 + _TICK_LEN] = FRAME_INDEX
         draw_text(canvas, (x1 + _TICK_LEN + _TICK_PAD, y), tick, font=tick_font, anchor="lm")
     tick_width = math.ceil(max(tick_font.getlength(t) for t in ticks))
-    label_x = x1 + _TICK_LEN + _TICK_PAD + tick_width + _CBAR_LABEL_PAD + line_height(_TICK_PX) // 2
+    label_x = x1 + _TICK_LEN + _TICK_PAD + tick_width + _CBAR_LABEL_PAD + line_height(_CBAR_LABEL_PX) // 2
     # centred on the bar, or hanging from its top when longer than the bar (tiny grids)
-    label_y = y0 + max(y1 - y0, math.ceil(tick_font.getlength(label))) // 2
-    draw_text(canvas, (label_x, label_y), label, font=tick_font, vertical=True)
+    label_y = y0 + max(y1 - y0, math.ceil(label_font.getlength(label))) // 2
+    draw_text(canvas, (label_x, label_y), label, font=label_font, vertical=True)
 
 
 def comparison_figure(panels: Sequence[Panel], **kwargs) -> np.ndarray:
@@ -333,20 +365,24 @@ def comparison_indices(
     draw_text(canvas, (centre, layout.title_y), title, font=get_font(_TITLE_PX, bold=True))
     if note:
         draw_text(canvas, (centre, layout.note_y), note, font=get_font(_NOTE_PX), colour=NOTE_TEXT)
-    stats_font = get_font(_STATS_PX)
+    stats_font, qualifier_font = get_font(_STATS_PX, bold=True), get_font(_QUALIFIER_PX)
     for panel, (gx, _) in zip(panels, layout.grid_origins):
         cx = gx + layout.grid_extent // 2
         draw_text(canvas, (cx, layout.label_y), panel.label, font=get_font(_LABEL_PX, bold=True))
-        mean, std = _format_value(panel.stats["mean"]), _format_value(panel.stats["std"])
-        draw_text(canvas, (cx, layout.stats_y), f"μ={mean}  σ={std}", font=stats_font)
-        sparsity = f"sparsity={100 * panel.stats['sparsity']:.1f}%"
-        draw_text(canvas, (cx, layout.stats_y + line_height(_STATS_PX)), sparsity, font=stats_font)
+        draw_text(canvas, (cx, layout.stats_y), _stats_line(panel.stats), font=stats_font)
+        qualifier_y = layout.stats_y + line_height(_STATS_PX)
+        draw_text(canvas, (cx, qualifier_y), _qualifier(panel.stats), font=qualifier_font, colour=NOTE_TEXT)
 
     label = _colorbar_label(norm)
     for box, rng in zip(layout.colorbars, ranges):
-        ticks = ("low", "high") if norm == "channel" else (_format_value(rng[0]), _format_value(rng[1]))
-        _paint_colorbar(canvas, box, ticks=ticks, label=label)
+        _paint_colorbar(canvas, box, ticks=_ticks(norm, rng), label=label)
     return canvas
+
+
+def _stats_line(stats: Mapping[str, float]) -> str:
+    """The study's panel line: ``μ=-0.038 σ=0.287 sparsity=0.24%`` (its 3 and 2 decimals)."""
+    mean, std = _format_value(stats["mean"]), _format_value(stats["std"])
+    return f"μ={mean} σ={std} sparsity={stats['sparsity']:.2%}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ddpm_lens.analysis.summary import (
 )
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.report_page import json_safe, page_context, render_page
-from ddpm_lens.output.report_plots import draw, plot_jobs
+from ddpm_lens.output.report_plots import plot_jobs, start_plots
 from ddpm_lens.output.run_folder import REPORT_FILES, check_replaceable, owned_files
 from ddpm_lens.output.run_status import check_finished, check_one_run, new_run_id
 from ddpm_lens.util.atomic import write_text
@@ -73,12 +73,26 @@ def _build(out: Path, *, a: str, b: str, alpha: float | None) -> dict[str, Path]
     alpha = _alpha(alpha, manifest)
     unit = inference_unit(rows, a, b)
     summary_rows = summarize(rows, stats=present, a=a, b=b)
-    verdicts = hypotheses(rows, a=a, b=b, alpha=alpha)
     labels = _labels(stats)
-
     plot_list, plot_draws = plot_jobs(out, summary_rows, cka, labels=labels, a=a, b=b, loss=loss)
     files = [*REPORT_FILES, *(p["file"] for p in plot_list)]
     check_replaceable(out, files, owned_files(out), flag="OUT")
+    # the plots (most of the report's time) are drawn by worker processes while the verdicts,
+    # tables and page are computed here
+    plots = start_plots(plot_list, plot_draws)
+    try:
+        return _write_report(
+            out, plots, stats=stats, cka=cka, manifest=manifest, loss=loss, rows=rows, present=present,
+            alpha=alpha, unit=unit, summary_rows=summary_rows, labels=labels, a=a, b=b, files=files,
+        )  # fmt: skip
+    finally:
+        plots.wait()
+
+
+def _write_report(
+    out, plots, *, stats, cka, manifest, loss, rows, present, alpha, unit, summary_rows, labels, a, b, files
+) -> dict[str, Path]:
+    verdicts = hypotheses(rows, a=a, b=b, alpha=alpha)
 
     written: dict[str, Path] = {}
     written["summary.csv"] = _write(out / "summary.csv", csv_text([json_safe(r) for r in summary_rows]))
@@ -121,7 +135,7 @@ def _build(out: Path, *, a: str, b: str, alpha: float | None) -> dict[str, Path]
             }
         ),
     )
-    draw(plot_draws)
+    plot_list = plots.wait()
     written.update({p["file"]: out / p["file"] for p in plot_list})
     context = page_context(
         out,
@@ -139,7 +153,9 @@ def _build(out: Path, *, a: str, b: str, alpha: float | None) -> dict[str, Path]
         unit=unit,
     )
     context["fid"] = _sample_quality(out, manifest)
-    written["index.html"] = _write(out / "index.html", render_page(context))
+    page = render_page(context)
+    plots.wait()  # the page names the plots: write it once they exist
+    written["index.html"] = _write(out / "index.html", page)
     return written
 
 

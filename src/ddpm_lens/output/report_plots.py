@@ -1,6 +1,10 @@
 """The report's plots under ``OUT/plots``: the denoising loss by timestep (when computed), one
 per summarised statistic and layer axis (and timestep axis), and the CKA heatmap and curves of
-baseline vs curriculum, drawn in parallel processes."""
+baseline vs curriculum, drawn in parallel processes.
+
+:func:`start_plots` returns at once with the list of plots while worker processes draw them, so
+the report computes its verdicts and page meanwhile (matplotlib is ~90 % of the report's time);
+:meth:`Plots.wait` joins them."""
 
 from __future__ import annotations
 
@@ -15,8 +19,45 @@ from ddpm_lens.analysis.stat_registry import BY_NAME, PLOT_ORDER
 from ddpm_lens.output import plots
 
 
+class Plots:
+    """Plots being drawn: ``made`` lists them ({"file", "group", "title", "caption"}); :meth:`wait`
+    returns once every file is written (re-raising a worker's error)."""
+
+    def __init__(self, made: list[dict], jobs: list, pool: ProcessPoolExecutor | None):
+        self.made, self._pool = made, pool
+        self._futures = [pool.submit(_draw, *job) for job in jobs] if pool else []
+        if pool is None:
+            for job in jobs:
+                _draw(*job)
+
+    def wait(self) -> list[dict]:
+        """Join the workers (once; later calls return at once)."""
+        futures, pool, self._futures, self._pool = self._futures, self._pool, [], None
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return self.made
+
+
+def start_plots(made: list[dict], jobs: list) -> Plots:
+    """Start drawing ``jobs`` (from :func:`plot_jobs`) under OUT/plots.
+
+    Matplotlib is slow per plot, so with several cores they are drawn in parallel worker
+    processes (spawned: the parent may hold torch's thread pools; they exit as soon as the
+    parent dies, even by SIGKILL); with one core, or few plots, here and now.
+    """
+    workers = min(os.cpu_count() or 1, len(jobs))
+    if workers < 2 or len(jobs) < 4:
+        return Plots(made, jobs, None)
+    return Plots(made, jobs, process_pool(workers))
+
+
 def plot_jobs(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> tuple[list[dict], list]:
-    """The report's plots, not drawn yet: ([{"file", "group", "title", "caption"}], jobs for :func:`draw`)."""
+    """The report's plots, not drawn yet: ([{"file", "group", "title", "caption"}], jobs for
+    :func:`start_plots`)."""
     made, jobs = [], []
     if loss:
         rel = "plots/loss_by_timestep.png"
@@ -49,20 +90,6 @@ def plot_jobs(out: Path, summary_rows, cka, *, labels, a, b, loss=None) -> tuple
             jobs.append(("cka_vs_timestep", (cka, out / "plots/cka_by_timestep.png"), {"pair": pair}))
             made.append({"file": "plots/cka_by_timestep.png", "group": "cka", "title": "CKA by timestep"})
     return made, jobs
-
-
-def draw(jobs: list) -> None:
-    """Draw ``jobs``. Matplotlib is slow per plot, so with several cores they are drawn in
-    parallel worker processes (spawned: the parent may hold torch's thread pools), which
-    exit as soon as the parent dies (even by SIGKILL)."""
-    workers = min(os.cpu_count() or 1, len(jobs))
-    if workers < 2 or len(jobs) < 4:
-        for job in jobs:
-            _draw(*job)
-    else:
-        with process_pool(workers) as pool:
-            for future in [pool.submit(_draw, *job) for job in jobs]:
-                future.result()
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

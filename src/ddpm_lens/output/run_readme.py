@@ -116,14 +116,20 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
         "",
         "- **μ / σ**: mean and standard deviation of the activations over **all channels of the layer** "
         "(the same numbers restricted to the shown channels are the `shown_*` columns of `stats.csv`).",
-        f"- **sparsity**: share of activations with |x| < {opts.threshold:g}, over all channels.",
+        f"- **sparsity**: share of activations with |x| < {opts.threshold:g}, over all channels, printed "
+        "as the study printed it (two decimals of a per cent). It is **scale-dependent**: these layers "
+        "have no ReLU, so the share reads about 1/σ, not the shape of the activations; the grey line "
+        "under it gives the scale-free **Hoyer** sparseness (0 constant, 1 one-hot) that H1 uses.",
         "- **Colour**: viridis (dark purple low, bright yellow high); "
         + {
-            "channel": "each map scaled to its own 2nd–98th percentile, so compare patterns, not magnitudes.",
+            "channel": "each map scaled to its own 2nd–98th percentile, so compare patterns, not "
+            "magnitudes: the colour bar's 0–1 ('Activation Strength', the study's label) is that "
+            "per-map range, not a value of the layer.",
             "model": "one 2nd–98th percentile range per panel.",
             "shared": "one 2nd–98th percentile range shared by both panels, so magnitudes compare.",
         }[norm],
-        "- Small maps (8×8, 4×4) are upscaled nearest-neighbour so every cell is legible.",
+        "- Small maps (8×8, 4×4) are upscaled nearest-neighbour so every cell is legible; the figure is "
+        "the study's size at 150 dpi (about 2984×1427 px for an 8×8 grid).",
     ]
     if manifest.get("match_channels"):
         lines.append(

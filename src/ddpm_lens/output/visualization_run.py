@@ -61,6 +61,8 @@ class VisualizationRun:
     timings: Timings
     report_index: Path | None
     run_id: str
+    report_s: float = 0.0  # wall time of build_report (summary, verdicts, plots, page)
+    report_s: float = 0.0  # wall time of build_report (summary, verdicts, plots, page)
 
 
 def visualize(
@@ -93,7 +95,7 @@ def _locked_run(
     run_id = new_run_id()
     stage = stage_dir(out, run_id)
     try:
-        files, result, figures = _write_run(stage, plan, argv=argv, timings=timings, run_id=run_id)
+        files, result, figures, report_s = _write_run(stage, plan, argv=argv, timings=timings, run_id=run_id)
         swap_in(out, stage, files)
     except Exception as exc:
         message = _write_error(out, plan, stage, exc) if _is_write_error(exc) else None
@@ -102,13 +104,14 @@ def _locked_run(
             raise
         raise UserError(message) from None
     index = out / "index.html" if options.report else None
-    return VisualizationRun(out, plan, result, figures, timings, index, run_id)
+    return VisualizationRun(out, plan, result, figures, timings, index, run_id, report_s)
 
 
 def _write_run(
     stage: Path, plan: Plan, *, argv: list[str], timings: Timings, run_id: str
-) -> tuple[list[str], StreamResult, int]:
-    """The whole run in ``stage``: its files (manifest.json last, not listed), result and figures."""
+) -> tuple[list[str], StreamResult, int, float]:
+    """The whole run in ``stage``: its files (manifest.json last, not listed), result, figures and
+    the report's wall time."""
     stage.mkdir()
     write_manifest(stage, build_manifest(plan, argv=argv, timings=timings, run_id=run_id))
     writer = FigureWriter(stage, plan, timings, run_id=run_id)
@@ -132,11 +135,14 @@ def _write_run(
     files = sorted(writer.paths) + list(TABLES) + extra
     manifest = build_manifest(plan, argv=argv, timings=timings, run_id=run_id, status="complete", files=files)
     write_manifest(stage, manifest)
+    report_s = 0.0
     if plan.options.report:
         from ddpm_lens.output.report import build_report
 
+        tic = time.perf_counter()
         files += [rel for rel in build_report(stage) if rel not in files]
-    return files, result, writer.written
+        report_s = time.perf_counter() - tic
+    return files, result, writer.written, report_s
 
 
 def _table_files(opts: VisualizeOptions) -> list[str]:

@@ -145,7 +145,9 @@ class Trainer:
         )
         self.diffusion.to(self.device)
         # fused Adam: one kernel over all parameters (3-4x faster than the default loop, also on CPUs)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=True
+        )
         warmup = tc.warmup
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda=lambda s: min((s + 1) / warmup, 1.0) if warmup > 0 else 1.0
