@@ -108,6 +108,7 @@ def open_pair(
     device: torch.device,
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
+    allow_nonfinite: bool = False,
 ) -> list[LoadedModel]:
     """Every model's file, config and architecture (:func:`arm_models`' order), each file
     checked against its architecture; nothing is copied out of the files yet (``device`` is
@@ -117,7 +118,7 @@ def open_pair(
     for key, index, label, ckpt, config in arm_models(ckpts, configs, labels):
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         tic = time.perf_counter()
-        weights = load_weights(ckpt, use_ema=use_ema)
+        weights = load_weights(ckpt, use_ema=use_ema, allow_nonfinite=allow_nonfinite)
         cfg = resolve_config(config, weights)
         with torch.device("meta"):
             structure = build_unet(cfg.model, sparsity=cfg.sparsity)

@@ -32,12 +32,11 @@ from ddpm_lens.output.run_folder import Snapshot, check_output_dir, figure_files
 from ddpm_lens.output.run_readme import run_readme
 from ddpm_lens.output.run_status import new_run_id
 from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_loss_by_t, write_stats
-from ddpm_lens.util.atomic import write_text
+from ddpm_lens.util.atomic import DISK_FULL, mb, write_text
 from ddpm_lens.util.errors import UserError
 
 TABLES = ("stats.csv", "stats.json", "cka.csv", "cka.json", "README.md")
 REPORT_FILES = ("summary.csv", "summary.json", "hypotheses.json", "index.html")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -71,7 +70,7 @@ def visualize(
         _take_back(out, before, run_id, str(exc))
         raise
     except OSError as exc:
-        if exc.errno not in _DISK_FULL + _NOT_WRITABLE:
+        if exc.errno not in DISK_FULL + _NOT_WRITABLE:
             raise
         message = _write_error(out, plan, before, exc)
         _take_back(out, before, run_id, message)
@@ -137,12 +136,12 @@ def _write_error(out: Path, plan: Plan, before: Snapshot, exc: OSError) -> str:
     size = sum(written.values())
     where = exc.filename or out
     taken_back = f"removed the {len(written)} files this run wrote"
-    if exc.errno in _DISK_FULL:
+    if exc.errno in DISK_FULL:
         needed = size * _expected_files(plan) / max(len(written), 1)
         return (
-            f"no space left on the device while writing {where}: this run needs about {_mb(needed)} "
-            f"({_mb(size)} in {len(written)} files written before the disk filled, "
-            f"{_mb(shutil.disk_usage(out).free)} free now); free some space or pass an --output_dir "
+            f"no space left on the device while writing {where}: this run needs about {mb(needed)} "
+            f"({mb(size)} in {len(written)} files written before the disk filled, "
+            f"{mb(shutil.disk_usage(out).free)} free now); free some space or pass an --output_dir "
             f"on another disk ({taken_back})"
         )
     return f"cannot write {where}: {exc.strerror}; pass an --output_dir you can write to ({taken_back})"
@@ -157,10 +156,6 @@ def _take_back(out: Path, before: Snapshot, run_id: str, message: str) -> None:
         failed = {"status": "failed", "run_id": run_id, "error": message}
         with contextlib.suppress(OSError):  # the disk is still full: no manifest at all then
             write_text(out / "manifest.json", json.dumps(failed, indent=2) + "\n")
-
-
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
 
 
 def _write_fid(out: Path, plan: Plan) -> None:
