@@ -127,3 +127,13 @@ def test_a_nan_forward_while_sampling_for_fid_stops_naming_the_step(
     assert main([*argv, "--cache_dir", str(tmp_path), "--no_progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ddim sampling stopped at step 1 of 2 (t = ") and err.count("\n") == 1
+
+
+def test_a_negative_seed_is_refused_by_fid_and_evaluate(tmp_path, capsys):
+    # numpy's SeedSequence raised "expected non-negative integer" once the images were sampled
+    for argv in (["fid", str(tmp_path), "dataset:synthetic-faces"], ["evaluate", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, "--seed", "-1"])
+        assert exited.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 2 and all("--seed: must be 0 or more, got -1" in line for line in err)

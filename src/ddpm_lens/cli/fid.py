@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from ddpm_lens.cli._flags import add_ema_flags
+from ddpm_lens.cli._flags import add_ema_flags, seed
 
 HELP = "FID, KID and precision/recall between two image sources (folder, checkpoint, dataset:NAME)"
 
@@ -50,7 +50,7 @@ def add_quality_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps", type=int, default=50, help="DDIM steps when sampling a checkpoint (default: 50)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples' noise and of KID's subsets")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the samples' noise and of KID's subsets")
     p.add_argument(
         "--data_dir", help="dataset folder for dataset:celeba (the folder holding celeba/) or dataset:folder"
     )
