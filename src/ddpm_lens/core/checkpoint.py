@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -150,7 +151,7 @@ def check_values(weights: Weights, *, allow_nonfinite: bool = False) -> None:
                 f"checkpoint {weights.path}: '{name}' holds {t.dtype} values where float weights belong "
                 "(they would be cast silently): pass a checkpoint saved with its float weights"
             )
-        if allow_nonfinite or torch.isfinite(t.sum(dtype=torch.float32)):
+        if allow_nonfinite or _sum_is_finite(t):
             continue
         bad = int((~torch.isfinite(t)).sum())
         if bad:
@@ -159,6 +160,16 @@ def check_values(weights: Weights, *, allow_nonfinite: bool = False) -> None:
                 f"{'s' if bad > 1 else ''} of {t.numel()}: the run diverged; pass an earlier checkpoint "
                 "(visualize and export take --allow_nonfinite to load it anyway)"
             )
+
+
+def _sum_is_finite(t: torch.Tensor) -> bool:
+    """Whether ``t``'s sum is finite: one pass over its memory. numpy's single-threaded sum where it
+    can (torch's two-thread team stalls whenever another process holds a core: 0.8 s instead of
+    0.045 s for CelebA-64's EMA weights on a busy 2-core machine)."""
+    if t.device.type == "cpu" and t.dtype in (torch.float16, torch.float32, torch.float64):
+        with np.errstate(over="ignore"):  # finite weights near the float's limit: checked one by one
+            return bool(np.isfinite(t.detach().numpy().sum()))
+    return bool(torch.isfinite(t.sum(dtype=torch.float32)))
 
 
 def _pick_weights(path: str | os.PathLike, *, use_ema: bool) -> Weights:
@@ -322,7 +333,11 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike, *, fix: str = 
     """``torch.save`` through a temp file, fsync, then rename: a checkpoint is never half-written.
     A full disk is a one-line UserError naming the file and the space it needs (``fix`` says what to do)."""
     # through a file of ours: on a failure it is closed here, so its space is free again at once
-    with disk_full_reported(path, needed=tensor_bytes(obj), fix=fix), atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with (
+        disk_full_reported(path, needed=tensor_bytes(obj), fix=fix),
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as f,
+    ):
         torch.save(obj, f)
 
 
