@@ -286,9 +286,8 @@ def test_half_precision_weights_and_the_cs_integer_buffer_are_accepted(tmp_path,
         sd["in_conv.weight"] = sd["in_conv.weight"].half()
         sd["channel_birth_stage"] = torch.zeros(64, dtype=torch.long)
 
-    assert load_weights(_tiny_trainer_file(tmp_path, tiny_model, half)).state_dict["in_conv.weight"].dtype == (
-        torch.float16
-    )
+    weights = load_weights(_tiny_trainer_file(tmp_path, tiny_model, half))
+    assert weights.state_dict["in_conv.weight"].dtype == torch.float16
 
 
 def test_non_finite_weights_in_a_safetensors_file_are_refused(tmp_path, tiny_model):

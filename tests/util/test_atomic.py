@@ -61,16 +61,16 @@ def _full_disk_write(tmp, *, exc):
 
 @pytest.mark.parametrize(
     "exc",
-    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("PytorchStreamWriter failed writing file")],
+    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("PytorchStreamWriter failed writing")],
 )
 def test_a_full_disk_is_one_line_naming_the_file_and_the_space(tmp_path, monkeypatch, exc):
     from ddpm_lens.util import atomic
 
     monkeypatch.setattr(atomic, "free_space", lambda path: 3 * 2**20)
     target = tmp_path / "ckpt.pt"
-    with pytest.raises(UserError) as err:
-        with atomic.disk_full_reported(target, needed=5 * 2**20, fix="free some space"), atomic_path(target) as tmp:
-            _full_disk_write(tmp, exc=exc)
+    full = atomic.disk_full_reported(target, needed=5 * 2**20, fix="free some space")
+    with pytest.raises(UserError) as err, full, atomic_path(target) as tmp:
+        _full_disk_write(tmp, exc=exc)
     assert str(err.value) == (
         f"no space left on the device while writing {target}: it needs about 5.0 MB, 3.0 MB free; "
         "free some space (nothing was written)"

@@ -8,8 +8,9 @@ unreadable or whose arrays no longer match their checksum (truncated, a flipped 
 used: one warning line, the file is removed and recomputed. A full disk (or an unwritable
 folder) leaves the entry uncached with one warning line; the scores do not depend on the cache.
 Two runs that compute one entry at once each write it whole (the last rename wins); the temp
-file of a writer killed mid-write is removed by the next write of that entry. The cache folder is ``--cache_dir``, else ``$DDPM_LENS_CACHE``, else
-``$XDG_CACHE_HOME/ddpm-lens``, else ``~/.cache/ddpm-lens``.
+file of a writer killed mid-write is removed by the next write of that entry. The cache folder
+is ``--cache_dir``, else ``$DDPM_LENS_CACHE``, else ``$XDG_CACHE_HOME/ddpm-lens``, else
+``~/.cache/ddpm-lens``.
 """
 
 from __future__ import annotations

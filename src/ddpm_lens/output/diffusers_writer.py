@@ -108,7 +108,8 @@ def check_output(out: str | os.PathLike, *, folder: bool, overwrite: bool) -> Pa
     if out.exists() and not (folder and not any(out.iterdir())):  # an empty folder is as good as none
         if folder and not (out / MODEL_INDEX).is_file():
             raise UserError(
-                f"--output {out} is a folder that holds no diffusers pipeline (no {MODEL_INDEX}): pass a new folder"
+                f"--output {out} is a folder that holds no diffusers pipeline (no {MODEL_INDEX}): "
+                "pass a new folder"
             )
         if not overwrite:
             raise UserError(f"--output {out} exists: pass a new path, or --overwrite to replace it")
