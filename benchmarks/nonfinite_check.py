@@ -79,5 +79,6 @@ def main() -> None:
         f"load's wall time, {check / cpu_off * 100:.1f} % of its CPU time (target < 5 %)"
     )
 
+
 if __name__ == "__main__":
     main()
