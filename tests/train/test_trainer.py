@@ -248,7 +248,8 @@ def save_then_hang(obj, f, *args, **kwargs):
     real_save(obj, f, *args, **kwargs)
     calls.append(f)
     if len(calls) == 2:  # the second checkpoint: leave its temp file half-written, then hang
-        os.truncate(f, os.path.getsize(f) // 2)
+        f.flush()  # save_checkpoint saves into a file object of its own
+        os.truncate(f.name, os.path.getsize(f.name) // 2)
         open(os.environ["MARKER"], "w").close()
         time.sleep(120)
 torch.save = save_then_hang
