@@ -137,3 +137,17 @@ def test_the_seed_preset_shows_a_cs_models_bottleneck_after_its_mask(tmp_path, t
     assert plan.layers[-2:] == ["bottleneck", "bottleneck_masked"]
     plain = build_plan(_options(tiny_pair, dataset="synthetic-faces", num_samples=1))
     assert "bottleneck_masked" not in plain.layers and plain.layers[-1] == "bottleneck"
+
+
+def test_diverged_weights_of_the_second_model_are_refused_unless_allowed(tmp_path, tiny_pair, heavy_work):
+    import torch
+
+    obj = torch.load(tiny_pair[1], weights_only=True)
+    obj["ema"]["shadow"]["out_conv.2.weight"][0, 0, 0, 0] = float("nan")  # after every tapped layer
+    torch.save(obj, tmp_path / "diverged.pt")
+    with pytest.raises(UserError, match=r"diverged.pt: 'out_conv.2.weight' .* 1 NaN/inf value of"):
+        build_plan(_options(tiny_pair, curriculum_ckpt=str(tmp_path / "diverged.pt")))
+    assert heavy_work == []
+    allowed = {"allow_nonfinite": True, "dataset": "synthetic-faces", "num_samples": 1}
+    plan = build_plan(_options(tiny_pair, curriculum_ckpt=str(tmp_path / "diverged.pt"), **allowed))
+    assert plan.models[1].model.state_dict()["out_conv.2.weight"].isnan().sum() == 1

@@ -167,3 +167,22 @@ def test_precision_and_recall_on_constructed_sets():
 def test_precision_recall_needs_more_images_than_neighbours():
     with pytest.raises(UserError, match="more than 3"):
         precision_recall(on_a_line(range(3)), on_a_line(range(10)))
+
+
+@pytest.mark.parametrize("where", ["mu", "sigma"])
+def test_non_finite_statistics_are_an_error_not_a_hang(where):
+    # scipy's sqrtm never returned on a NaN matrix: `fid` on a diverged model hung
+    mu, sigma = np.zeros(4), random_cov(4, 0)
+    bad = {"mu": mu.copy(), "sigma": sigma.copy()}
+    bad[where].flat[1] = np.nan
+    with pytest.raises(UserError, match="NaN or inf"):
+        frechet_distance(bad["mu"], bad["sigma"], mu, sigma)
+    with pytest.raises(UserError, match="NaN or inf"):
+        frechet_distance(mu, sigma, bad["mu"], bad["sigma"])
+
+
+def test_features_with_nan_are_refused_before_any_statistic():
+    f = np.random.default_rng(0).normal(size=(10, 3))
+    f[4, 1] = np.inf
+    with pytest.raises(UserError, match=r"features of 1 image hold NaN or inf"):
+        feature_statistics(f)

@@ -109,7 +109,18 @@ class _Exploit:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "random", "exploit", "mismatch", "bad-config", "bad-flag", "output-is-dir", "device-mps"],
+    [
+        "missing",
+        "random",
+        "exploit",
+        "mismatch",
+        "bad-config",
+        "bad-flag",
+        "output-is-dir",
+        "device-mps",
+        "nan-weights",
+        "int-weights",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
     ckpt, extra = tiny_ckpt, []
@@ -133,6 +144,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
         (tmp_path / "o.png").mkdir()
     elif case == "device-mps":  # a NotImplementedError traceback
         extra = ["--device", "mps"]
+    elif case in ("nan-weights", "int-weights"):  # a NaN image; integers cast to floats silently
+        obj = torch.load(tiny_ckpt, weights_only=True)
+        w = obj["ema"]["shadow"]["in_conv.weight"]
+        obj["ema"]["shadow"]["in_conv.weight"] = w * torch.inf if case == "nan-weights" else w.long()
+        ckpt = tmp_path / "bad.pt"
+        torch.save(obj, ckpt)
     out = run_cli("sample", "--ckpt", ckpt, "--output", tmp_path / "o.png", *extra, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
@@ -143,6 +160,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_ckpt, case):
         "exploit": "was refused: it holds pickled Python objects",
         "output-is-dir": "--output .*o.png is a folder: pass a PNG file path",
         "device-mps": "device 'mps' is not supported .*: use auto, cpu, cuda or cuda:N",
+        "nan-weights": r"'in_conv.weight' \(EMA weights \(ema.shadow\)\) holds \d+ NaN/inf values",
+        "int-weights": "'in_conv.weight' holds torch.int64 values where float weights belong",
     }
     assert re.search(expected.get(case, ""), errors[0]), errors[0]
 
@@ -263,3 +282,62 @@ def test_train_refuses_a_name_that_is_a_path(tmp_path, capsys, name):
     err = capsys.readouterr().err
     assert code == 2 and "--name" in err and "plain name" in err, err
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+# ---- export: existing outputs, diverged weights, a full disk (#21.5, #20.5, #20.8) -----------
+def _export(ckpt, out, *extra):
+    return main(["export", "--ckpt", str(ckpt), "--output", str(out), *map(str, extra)])
+
+
+def test_export_never_replaces_an_existing_file_or_folder_without_overwrite(tmp_path, tiny_ckpt, capsys):
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's own file")
+    assert _export(tiny_ckpt, mine) == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and "exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert mine.read_bytes() == b"the user's own file"
+    assert _export(tiny_ckpt, mine, "--overwrite") == 0 and mine.read_bytes()[:8] != b"the user"
+
+    folder = tmp_path / "pipeline"
+    assert _export(tiny_ckpt, folder, "--format", "diffusers") == 0
+    (folder / "notes.txt").write_text("mine")
+    assert _export(tiny_ckpt, folder, "--format", "diffusers") == 2  # the same rule for folders
+    assert "--overwrite" in capsys.readouterr().err and (folder / "notes.txt").exists()
+    assert _export(tiny_ckpt, folder, "--format", "diffusers", "--overwrite") == 0  # an earlier export
+    assert not (folder / "notes.txt").exists() and (folder / "model_index.json").is_file()
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    assert _export(tiny_ckpt, photos, "--format", "diffusers", "--overwrite") == 2  # not a pipeline
+    assert "holds no diffusers pipeline" in capsys.readouterr().err and (photos / "a.jpg").exists()
+
+
+def test_export_refuses_diverged_weights_unless_allowed(tmp_path, tiny_ckpt, capsys):
+    obj = torch.load(tiny_ckpt, weights_only=True)
+    obj["ema"]["shadow"]["in_conv.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "diverged.pt"
+    torch.save(obj, bad)
+    assert _export(bad, tmp_path / "x.safetensors") == 2
+    assert "'in_conv.weight'" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
+    assert _export(bad, tmp_path / "x.safetensors", "--allow_nonfinite") == 0
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "diffusers"])
+def test_export_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_ckpt, monkeypatch, capsys, fmt):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from ddpm_lens.util import atomic
+
+    def disk_fills(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"x" * 100)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_fills)
+    monkeypatch.setattr(atomic, "free_space", lambda path: 2**19)
+    out = tmp_path / "out" / ("w.safetensors" if fmt == "safetensors" else "pipe")
+    assert _export(tiny_ckpt, out, "--format", fmt) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no space left on the device while writing") and "0.5 MB free" in err
+    assert err.count("\n") == 1 and not [p for p in tmp_path.rglob("*") if p.is_file() and p != tiny_ckpt]

@@ -249,3 +249,66 @@ def test_a_study_run_folders_config_json_is_the_checkpoints_config(tmp_path):
     assert cfg.train.seed == 77 and cfg.source == str(ckpt.parent / "config.json")
     model, _, _ = load_model(None, ckpt)
     assert model.hid_channels == 32
+
+
+# ---- the values of the weights used: finite floats (#20.8, #21.7) ----------------------------
+def _tiny_trainer_file(tmp_path, tiny_model, change=None, *, name="t.pt"):
+    """A trainer file whose EMA weights differ from its raw ones; ``change(shadow)`` edits the EMA."""
+    raw = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    shadow = {k: v + 0.01 for k, v in raw.items()}
+    if change:
+        change(shadow)
+    path = tmp_path / name
+    torch.save({"model": raw, "ema": {"shadow": shadow}, "epoch": 1}, path)
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, tiny_model, value):
+    def poison(sd):
+        sd["middle.0.conv1.weight"][3, 1, 0, 2] = value
+
+    path = _tiny_trainer_file(tmp_path, tiny_model, poison)
+    with pytest.raises(UserError) as err:
+        load_weights(path)
+    msg = str(err.value)
+    assert "'middle.0.conv1.weight'" in msg and "1 NaN/inf value" in msg and "--allow_nonfinite" in msg
+    assert "\n" not in msg
+    assert load_weights(path, use_ema=False).which == "model"  # the raw weights are finite
+    back = load_weights(path, allow_nonfinite=True).state_dict["middle.0.conv1.weight"]
+    assert back[3, 1, 0, 2].item() == value or np.isnan(back[3, 1, 0, 2].item())
+
+
+def test_large_finite_weights_whose_sum_overflows_are_accepted(tmp_path, tiny_model):
+    def huge(sd):
+        sd["in_conv.weight"].fill_(3e38)  # finite, but their float32 sum is inf
+
+    load_weights(_tiny_trainer_file(tmp_path, tiny_model, huge))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_integer_or_bool_tensors_for_float_weights_are_refused(tmp_path, tiny_model, dtype):
+    def cast(sd):
+        sd["in_conv.weight"] = (sd["in_conv.weight"] * 100).to(dtype)
+
+    with pytest.raises(UserError, match=rf"'in_conv.weight' holds {dtype} values where float weights belong"):
+        load_weights(_tiny_trainer_file(tmp_path, tiny_model, cast))
+
+
+def test_half_precision_weights_and_the_cs_integer_buffer_are_accepted(tmp_path, tiny_model):
+    def half(sd):
+        sd["in_conv.weight"] = sd["in_conv.weight"].half()
+        sd["channel_birth_stage"] = torch.zeros(64, dtype=torch.long)
+
+    weights = load_weights(_tiny_trainer_file(tmp_path, tiny_model, half))
+    assert weights.state_dict["in_conv.weight"].dtype == torch.float16
+
+
+def test_non_finite_weights_in_a_safetensors_file_are_refused(tmp_path, tiny_model):
+    from safetensors.torch import save_file
+
+    sd = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    sd["out_conv.2.bias"][0] = float("nan")
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    with pytest.raises(UserError, match="'out_conv.2.bias'"):
+        load_weights(tmp_path / "w.safetensors")

@@ -115,3 +115,22 @@ def test_fixed_large_variance_and_x0_mean_type(tiny_model):
     x0 = torch.zeros(1, 3, 32, 32)
     loss = d.train_losses(lambda x, t: torch.zeros_like(x), x0, torch.tensor([5]))
     assert loss.item() == 0.0  # target is x0 itself
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_a_forward_that_turns_nan_stops_sampling_naming_the_step(tiny_model, sampler):
+    diffusion = GaussianDiffusion.from_config(DiffusionConfig(timesteps=20))
+    calls = []
+
+    def overflows(x, t):  # finite weights, but the output overflows (as float16 can) at the third call
+        calls.append(int(t[0]))
+        out = tiny_model(x, t)
+        return out * torch.nan if len(calls) == 3 else out
+
+    steps = {"ddim": 5, "ddpm": None}[sampler]
+    with pytest.raises(Exception) as err:
+        diffusion.sample(overflows, (2, 3, 16, 16), sampler=sampler, steps=steps, generator=torch.Generator())
+    t = calls[2]
+    total = 5 if sampler == "ddim" else 20
+    assert str(err.value).startswith(f"{sampler} sampling stopped at step 3 of {total} (t = {t}): ")
+    assert "NaN or inf" in str(err.value) and len(calls) == 3 and type(err.value).__name__ == "UserError"

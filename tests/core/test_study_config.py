@@ -150,13 +150,25 @@ def test_comments_private_keys_and_defaults(tmp_path):
     assert load_config(p).train.epochs == 100
 
 
-@pytest.mark.parametrize(
-    ("curriculum", "baseline"),
-    [({"enabled": False, "stages": [{"t_min": 0.3}]}, True), ({"enabled": True, "stages": []}, True)],
-)
-def test_disabled_or_empty_curriculum_is_a_baseline(tmp_path, curriculum, baseline):
+@pytest.mark.parametrize("curriculum", [{"enabled": False, "stages": [{"t_min": 0.3}]}, {"enabled": False}])
+def test_a_disabled_curriculum_is_a_baseline(tmp_path, curriculum):
     data = {**study_config("c"), "curriculum": curriculum}
-    assert (load_config(write(tmp_path, data)).curriculum is None) is baseline
+    assert load_config(write(tmp_path, data)).curriculum is None
+
+
+def test_an_enabled_curriculum_without_stages_is_refused(tmp_path):
+    # it trained a baseline without a word
+    data = {**study_config("c"), "curriculum": {"enabled": True, "stages": []}}
+    with pytest.raises(UserError, match=r"'curriculum.stages' is empty but 'curriculum.enabled' is true"):
+        load_config(write(tmp_path, data))
+
+
+def test_a_stage_whose_t_min_exceeds_its_t_max_is_refused_naming_it(tmp_path):
+    # it trained without a word (on which range?)
+    data = study_config("c")
+    data["curriculum"]["stages"][1].update(t_min=0.8, t_max=0.3)
+    with pytest.raises(UserError, match=r"'curriculum.stages\[1\].t_min' \(0.8\) is above its t_max \(0.3\)"):
+        load_config(write(tmp_path, data))
 
 
 def test_stages_without_enabled_train_a_baseline_with_a_warning(tmp_path, capsys):

@@ -57,7 +57,6 @@ def quick_plots(monkeypatch):
     """The report's plots as placeholder files: drawing them costs seconds per test, and only
     which files exist matters here."""
     import ddpm_lens.output.report as report
-
     from ddpm_lens.output.report_plots import Plots
 
     def start_plots(made, jobs):

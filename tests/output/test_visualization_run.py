@@ -488,7 +488,8 @@ def test_different_layer_shapes_still_draw(tmp_path, tiny_pair):
         ("curriculum-mismatch", "does not fit config"),
         ("curriculum-garbage", "curriculum.pt"),
         ("curriculum-missing", "not found"),
-        ("nan-weights", "Curriculum model's in_conv activations contain NaN or inf"),
+        ("nan-weights", r"diverged.pt: 'in_conv.bias' \(EMA weights \(ema.shadow\)\) holds 1 NaN/inf value"),
+        ("nan-weights-allowed", "Curriculum model's in_conv activations contain NaN or inf"),
         ("timestep", r"timestep 1000 is outside \[0, 1000\)"),
         ("grid", "does not fit a 8x8 grid"),
         ("too-many-samples", "asked for 2000 samples"),
@@ -535,11 +536,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     elif case == "not-an-image":
         (tmp_path / "x.png").write_text("not an image")
         args += ["--images", str(tmp_path / "x.png")]
-    elif case == "nan-weights":  # a diverged run: the checkpoint loads, its activations are NaN
-        ckpt = torch.load(tiny_pair[1], weights_only=True)
+    elif case in ("nan-weights", "nan-weights-allowed"):  # a diverged run: refused at load, or
+        ckpt = torch.load(tiny_pair[1], weights_only=True)  # allowed, and then its activations are NaN
         ckpt["ema"]["shadow"]["in_conv.bias"][0] = float("nan")
         torch.save(ckpt, tmp_path / "diverged.pt")
         args[args.index("--curriculum_ckpt") + 1] = str(tmp_path / "diverged.pt")
+        args += ["--allow_nonfinite"] if case == "nan-weights-allowed" else []
     elif case == "no-conditions":
         args += ["--no_clean", "--no_noisy"]
     elif case == "layer":

@@ -164,6 +164,25 @@ def test_nonfinite_weights_are_never_saved(tmp_path):
     assert not list((tmp_path / "w").glob("*.pt"))
 
 
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    from ddpm_lens.util import atomic
+
+    trainer = Trainer(small_cfg(), run_dir=tmp_path / "full", progress=False)
+
+    def disk_fills(obj, f):  # what torch.save does when the disk fills: part of the file, then this
+        f.write(b"PK" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", disk_fills)
+    monkeypatch.setattr(atomic, "free_space", lambda path: 2**20)
+    with pytest.raises(UserError) as err:
+        trainer.save(1)
+    msg = str(err.value)
+    assert msg.startswith(f"no space left on the device while writing {tmp_path / 'full' / 'full_'}")
+    assert "it needs about " in msg and "1.0 MB free" in msg and "--chkpt-dir" in msg and "\n" not in msg
+    assert [p.name for p in (tmp_path / "full").iterdir() if p.suffix in (".pt", ".tmp")] == []
+
+
 # the command line ----------------------------------------------------------------------------
 def test_cli_trains_checkpoints_logs_and_samples(tmp_path, face_folder, capsys):
     config = tmp_path / "small.json"
@@ -229,7 +248,8 @@ def save_then_hang(obj, f, *args, **kwargs):
     real_save(obj, f, *args, **kwargs)
     calls.append(f)
     if len(calls) == 2:  # the second checkpoint: leave its temp file half-written, then hang
-        os.truncate(f, os.path.getsize(f) // 2)
+        f.flush()  # save_checkpoint saves into a file object of its own
+        os.truncate(f.name, os.path.getsize(f.name) // 2)
         open(os.environ["MARKER"], "w").close()
         time.sleep(120)
 torch.save = save_then_hang

@@ -51,3 +51,37 @@ def test_check_writable_is_a_one_line_error_naming_the_flag(tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(UserError, match=f"cannot write to --output_dir {tmp_path}: {os.strerror(code)}"):
         check_writable(tmp_path, flag="--output_dir")
+
+
+def _full_disk_write(tmp, *, exc):
+    """A writer that gets half its bytes onto the disk, then fails as a full disk makes it."""
+    tmp.write_bytes(b"x" * 1000)
+    raise exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("PytorchStreamWriter failed writing")],
+)
+def test_a_full_disk_is_one_line_naming_the_file_and_the_space(tmp_path, monkeypatch, exc):
+    from ddpm_lens.util import atomic
+
+    monkeypatch.setattr(atomic, "free_space", lambda path: 3 * 2**20)
+    target = tmp_path / "ckpt.pt"
+    full = atomic.disk_full_reported(target, needed=5 * 2**20, fix="free some space")
+    with pytest.raises(UserError) as err, full, atomic_path(target) as tmp:
+        _full_disk_write(tmp, exc=exc)
+    assert str(err.value) == (
+        f"no space left on the device while writing {target}: it needs about 5.0 MB, 3.0 MB free; "
+        "free some space (nothing was written)"
+    )
+    assert list(tmp_path.iterdir()) == []  # the temp file went with the failure
+
+
+def test_other_errors_pass_through(tmp_path, monkeypatch):
+    from ddpm_lens.util import atomic
+
+    monkeypatch.setattr(atomic, "free_space", lambda path: 10 * 2**20)  # room enough: not a full disk
+    for exc in (RuntimeError("a bug"), OSError(errno.EIO, "I/O error")):
+        with pytest.raises(type(exc)), atomic.disk_full_reported(tmp_path / "f", needed=2**20, fix="-"):
+            raise exc

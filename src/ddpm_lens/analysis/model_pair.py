@@ -109,6 +109,7 @@ def open_pair(
     device: torch.device,
     prefetch: Prefetch | None = None,
     timings: Timings | None = None,
+    allow_nonfinite: bool = False,
 ) -> list[LoadedModel]:
     """Every model's file, config and architecture (:func:`arm_models`' order), each file
     checked against its architecture; nothing is copied out of the files yet (``device`` is
@@ -118,7 +119,7 @@ def open_pair(
     for key, index, label, ckpt, config in arm_models(ckpts, configs, labels):
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         tic = time.perf_counter()
-        weights = load_weights(ckpt, use_ema=use_ema)
+        weights = load_weights(ckpt, use_ema=use_ema, allow_nonfinite=allow_nonfinite)
         if config is None and weights.config is None:  # name this command's flag for the arm
             raise UserError(
                 f"checkpoint {weights.path} carries no config: pass its JSON config with --config_{key} "

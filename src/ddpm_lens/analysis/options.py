@@ -62,6 +62,11 @@ class VisualizeOptions:
         group="models",
         kind="ema",
     )
+    allow_nonfinite: bool = option(
+        False,
+        help="load weights that hold NaN or inf (a diverged run), to look at the layers they leave finite",
+        group="models",
+    )
     labels: tuple[str, str] = option(
         ("Baseline", "Curriculum"),
         help="panel names; file names keep baseline_vs_curriculum",
@@ -219,6 +224,11 @@ class VisualizeOptions:
             )
         if self.loss_timesteps < 0:
             raise UserError(f"--loss_timesteps must be 0 (off) or more, got {self.loss_timesteps}")
+        twice = sorted({t for t in self.timesteps if list(self.timesteps).count(t) > 1})
+        if twice:  # two conditions of one name would write the same figures
+            raise UserError(f"--timesteps lists {', '.join(map(str, twice))} twice: give each timestep once")
+        if self.seed < 0:
+            raise UserError(f"--seed must be 0 or more, got {self.seed}")
         if isinstance(images, Sequence):
             images = tuple(images)
         return dataclasses.replace(

@@ -104,6 +104,7 @@ def build_plan(
         configs=(opts.config_baseline, opts.config_curriculum),
         labels=opts.labels,
         use_ema=opts.use_ema,
+        allow_nonfinite=opts.allow_nonfinite,
         device=device,
         prefetch=prefetch,
         timings=timings,

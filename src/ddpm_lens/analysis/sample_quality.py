@@ -48,6 +48,12 @@ _ROW_BLOCK = 1024  # precision / recall: query rows per distance block
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and unbiased covariance (d, d) of ``features`` (n, d), in float64."""
     f = _matrix(features, "features")
+    bad = int((~np.isfinite(f)).any(axis=1).sum())
+    if bad:
+        raise UserError(
+            f"the features of {bad} image{'s' if bad > 1 else ''} hold NaN or inf: check the images (a "
+            "model's samples: its weights or its precision)"
+        )
     if f.shape[0] < 2:
         raise UserError(f"a covariance needs at least 2 images, got {f.shape[0]}: use more images")
     return f.mean(axis=0), np.cov(f, rowvar=False)
@@ -64,6 +70,9 @@ def frechet_distance(
             f"mismatched statistics: means {mu_a.shape} and {mu_b.shape}, "
             f"covariances {sigma_a.shape} and {sigma_b.shape}"
         )
+    if not all(np.isfinite(s).all() for s in (mu_a, sigma_a, mu_b, sigma_b)):
+        # scipy's sqrtm may never return on a NaN matrix
+        raise UserError("the feature statistics hold NaN or inf: check the images they come from")
     trace = trace_sqrt_product(sigma_a, sigma_b)
     if trace is None:
         trace = _trace_sqrtm(sigma_a, sigma_b, eps)

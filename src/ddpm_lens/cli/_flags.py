@@ -16,3 +16,11 @@ def add_ema_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         help="use the EMA weights (ema.shadow) where the checkpoint has them (default)",
     )
     ema.add_argument("--no_ema", dest="use_ema", action="store_false", help="use the raw training weights")
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, an integer of 0 or more (numpy's seeding refuses negatives)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

@@ -38,18 +38,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output", required=True, help=".safetensors file, or the new folder for --format diffusers"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --output file, or the folder of an earlier diffusers export",
+    )
     p.add_argument("--no_ema", dest="use_ema", action="store_false", help="export the raw training weights")
+    p.add_argument(
+        "--allow_nonfinite", action="store_true", help="export weights that hold NaN or inf (a diverged run)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ddpm_lens.core.checkpoint import check_fit, export_safetensors, load_weights, resolve_config
     from ddpm_lens.core.sparse_unet import check_mask_buffers
     from ddpm_lens.core.unet import build_unet
+    from ddpm_lens.output.diffusers_writer import check_output
     from ddpm_lens.util.errors import UserError
 
     if args.format == "safetensors" and not args.output.endswith(".safetensors"):
         raise UserError(f"--output {args.output} must end in .safetensors (or pass --format diffusers)")
-    weights = load_weights(args.ckpt, use_ema=args.use_ema)
+    check_output(args.output, folder=args.format == "diffusers", overwrite=args.overwrite)
+    weights = load_weights(args.ckpt, use_ema=args.use_ema, allow_nonfinite=args.allow_nonfinite)
     cfg = resolve_config(args.config, weights) if (args.config or weights.config) else None
     if cfg is None and args.format == "diffusers":
         raise UserError(f"checkpoint {args.ckpt} carries no config: pass its JSON config with --config")
@@ -73,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
                 f"checkpoint {args.ckpt} is a CS model: diffusers' UNet2DModel has no bottleneck "
                 "channel mask, so it cannot be exported as a diffusers folder; use --format safetensors"
             )
-        write_folder(weights.state_dict, cfg, args.output)
+        write_folder(weights.state_dict, cfg, args.output, overwrite=args.overwrite)
     else:
-        export_safetensors(weights, args.output, config=cfg.to_dict() if cfg is not None else None)
+        export_safetensors(
+            weights,
+            args.output,
+            config=cfg.to_dict() if cfg is not None else None,
+            fix="free some space or pass an --output on another disk",
+        )
     print(f"wrote {weights.description} of {args.ckpt} to {args.output}")
     return 0

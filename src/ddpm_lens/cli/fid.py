@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from ddpm_lens.cli._flags import add_ema_flags
+from ddpm_lens.cli._flags import add_ema_flags, seed
 
 HELP = "FID, KID and precision/recall between two image sources (folder, checkpoint, dataset:NAME)"
 
@@ -50,7 +50,7 @@ def add_quality_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps", type=int, default=50, help="DDIM steps when sampling a checkpoint (default: 50)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples' noise and of KID's subsets")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the samples' noise and of KID's subsets")
     p.add_argument(
         "--data_dir", help="dataset folder for dataset:celeba (the folder holding celeba/) or dataset:folder"
     )
@@ -63,6 +63,22 @@ def add_quality_flags(p: argparse.ArgumentParser) -> None:
     add_ema_flags(p)
 
 
+def check_output(output: str | None) -> None:
+    """``--output``, checked before any work: a file path in a folder that can be written."""
+    from pathlib import Path
+
+    from ddpm_lens.util.atomic import check_writable
+    from ddpm_lens.util.errors import UserError
+
+    if output is None:
+        return
+    if Path(output).is_dir():
+        raise UserError(
+            f"--output {output} is a folder: pass a JSON file path, e.g. {Path(output) / 'fid.json'}"
+        )
+    check_writable(Path(output).parent, flag="--output")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -70,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.analysis.quality_pair import score_pair
     from ddpm_lens.analysis.reference_cache import default_cache_dir
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
-    from ddpm_lens.util.atomic import write_text
+    from ddpm_lens.util.atomic import disk_full_reported, write_text
 
+    check_output(args.output)
     info = init_distributed(args.device)
     try:
         result = score_pair(
@@ -101,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         f"(n_a {result['n_a']}, n_b {result['n_b']}; {result['timings_s']['total']:.1f} s)"
     )
     if args.output:
-        write_text(args.output, json.dumps(result, indent=1, allow_nan=False) + "\n")
+        text = json.dumps(result, indent=1, allow_nan=False) + "\n"
+        with disk_full_reported(
+            args.output, needed=len(text), fix="free some space or pass another --output"
+        ):
+            write_text(args.output, text)
         print(f"wrote {args.output}")
     return 0

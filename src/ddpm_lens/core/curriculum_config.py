@@ -157,7 +157,12 @@ def _parse_study_form(raw: dict, source: str) -> CurriculumConfig | None:
             f"config {source}: 'curriculum' has stages but no 'enabled'; the study's trainer then trains "
             'a baseline, and so does ddpm-lens: add "enabled": true to use the stages'
         )
-    if not (enabled and stages):
+    if enabled and not stages:
+        raise UserError(
+            f"config {source}: 'curriculum.stages' is empty but 'curriculum.enabled' is true: list the "
+            'stages, or set "enabled": false to train a baseline'
+        )
+    if not enabled:
         return None
     return CurriculumConfig(kind="stages", mode=mode, stages=stages)
 
@@ -198,6 +203,7 @@ def check_curriculum(c: CurriculumConfig, timesteps: int, source: str) -> None:
             key = f"curriculum.stages[{i}]"
             for name in ("t_min", "t_max"):
                 need(0 <= getattr(s, name) <= 1, f"{key}.{name}", "must be a fraction of T in [0, 1]")
+            need(s.t_min <= s.t_max, f"{key}.t_min", f"({s.t_min}) is above its t_max ({s.t_max}): swap them")
             need(s.epochs >= 0, f"{key}.epochs", "must be >= 0")
             need(s.sparsity is None or 0 <= s.sparsity <= 1, f"{key}.sparsity", "must be in [0, 1]")
             need(s.lam is None or s.lam >= 0, f"{key}.lambda", "must be >= 0")

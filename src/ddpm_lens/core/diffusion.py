@@ -254,11 +254,17 @@ class GaussianDiffusion:
             unit="step",
             leave=False,
         )
-        for t_i, prev_i in bar:
+        for step, (t_i, prev_i) in enumerate(bar, 1):
             t = torch.full((shape[0],), int(t_i), device=device, dtype=torch.long)
             if sampler == "ddpm":
                 x = self.p_sample(model, x, t, generator=generator)
             else:
                 prev = torch.full_like(t, int(prev_i))
                 x = self.ddim_step(model, x, t, prev, eta=eta, generator=generator)
+            if not torch.isfinite(x).all():  # NaN stays NaN through every later step (and clamp)
+                raise UserError(
+                    f"{sampler} sampling stopped at step {step} of {len(seq)} (t = {int(t_i)}): the model's "
+                    "output holds NaN or inf (diverged weights, or an overflow in reduced precision); "
+                    "check the checkpoint, or run it in float32"
+                )
         return x.clamp(-1.0, 1.0)

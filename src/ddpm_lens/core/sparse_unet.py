@@ -23,6 +23,7 @@ from ddpm_lens.core.unet import UNet
 from ddpm_lens.util.errors import UserError
 
 MASK_BUFFERS = ("channel_mask", "channel_birth_stage", "channel_grad_accum")
+INTEGER_BUFFERS = ("channel_birth_stage",)  # the one tensor of a model that holds integers
 
 
 def active_count(channels: int, sparsity: float) -> int:

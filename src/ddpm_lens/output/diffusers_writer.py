@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ddpm_lens.core.checkpoint import tensor_bytes
 from ddpm_lens.core.config import Config
 from ddpm_lens.core.diffusers_format import (
     CONFIG,
@@ -31,6 +32,7 @@ from ddpm_lens.core.diffusers_format import (
     from_ours,
 )
 from ddpm_lens.core.schedules import get_beta_schedule
+from ddpm_lens.util.atomic import check_writable, disk_full_reported
 from ddpm_lens.util.errors import UserError
 
 
@@ -94,15 +96,37 @@ def scheduler_config(cfg: Config) -> dict:
     return {"_class_name": "DDPMScheduler", "_diffusers_version": DIFFUSERS_VERSION, **raw}
 
 
-def write_folder(state_dict: dict[str, torch.Tensor], cfg: Config, out: str | os.PathLike) -> Path:
+def check_output(out: str | os.PathLike, *, folder: bool, overwrite: bool) -> Path:
+    """``export --output``, checked before any weights are read: a new path (or an empty
+    folder), else with ``overwrite`` a file, or for ``folder`` outputs an earlier diffusers
+    export (a folder with ``model_index.json``); never a folder of the user's own files."""
+    out = Path(out)
+    if out.is_dir() and not folder:
+        raise UserError(f"--output {out} is a folder: pass a .safetensors file path")
+    if out.exists() and folder and not out.is_dir():
+        raise UserError(f"--output {out} is a file: pass a new folder for --format diffusers")
+    if out.exists() and not (folder and not any(out.iterdir())):  # an empty folder is as good as none
+        if folder and not (out / MODEL_INDEX).is_file():
+            raise UserError(
+                f"--output {out} is a folder that holds no diffusers pipeline (no {MODEL_INDEX}): "
+                "pass a new folder"
+            )
+        if not overwrite:
+            raise UserError(f"--output {out} exists: pass a new path, or --overwrite to replace it")
+    check_writable(out.parent, flag="--output")
+    return out
+
+
+def write_folder(
+    state_dict: dict[str, torch.Tensor], cfg: Config, out: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
     """Write a pipeline folder that ``DDPMPipeline.from_pretrained`` (and
     ``UNet2DModel.from_pretrained(out, subfolder="unet")``) loads. ``out`` must not exist or
-    be empty; the folder is assembled beside it and renamed into place, never half-written."""
+    be empty, or with ``overwrite`` hold an earlier export (:func:`check_output`); the folder is
+    assembled beside it and renamed into place, never half-written. A full disk is a one-line error."""
     from safetensors.torch import save_file
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--output {out} exists and is not an empty folder: pass a new folder")
+    out = check_output(out, folder=True, overwrite=overwrite)
     files = {
         "unet/" + CONFIG: unet_config(cfg),
         "scheduler/" + SCHEDULER_CONFIG: scheduler_config(cfg),
@@ -116,15 +140,21 @@ def write_folder(state_dict: dict[str, torch.Tensor], cfg: Config, out: str | os
     tensors = from_ours(state_dict, dataclasses.asdict(cfg.model))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    old = out.parent / f"{tmp.name}.old"
+    fix = "free some space or pass an --output on another disk"
     try:
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        save_file(tensors, str(tmp / "unet" / WEIGHTS[0]), metadata={"format": "pt"})
-        if out.exists():
-            out.rmdir()
+        with disk_full_reported(out, needed=tensor_bytes(tensors), fix=fix):
+            for rel, data in files.items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            save_file(tensors, str(tmp / "unet" / WEIGHTS[0]), metadata={"format": "pt"})
+        if out.exists():  # an empty folder, or an earlier export: set aside until the new one is in place
+            os.replace(out, old)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return out

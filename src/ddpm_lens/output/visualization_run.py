@@ -43,12 +43,11 @@ from ddpm_lens.output.run_folder import (
 from ddpm_lens.output.run_readme import run_readme
 from ddpm_lens.output.run_status import new_run_id
 from ddpm_lens.output.run_tables import add_figure_paths, write_cka, write_loss_by_t, write_stats
-from ddpm_lens.util.atomic import write_text
+from ddpm_lens.util.atomic import DISK_FULL, mb, write_text
 from ddpm_lens.util.errors import UserError
 from ddpm_lens.util.folder_lock import FolderLock
 
 TABLES = ("stats.csv", "stats.json", "cka.csv", "cka.json", "README.md")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -173,7 +172,7 @@ def _expected_files(plan: Plan) -> int:
 
 
 def _is_write_error(exc: Exception) -> bool:
-    return isinstance(exc, OSError) and exc.errno in _DISK_FULL + _NOT_WRITABLE
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL + _NOT_WRITABLE
 
 
 def _write_error(out: Path, plan: Plan, stage: Path, exc: OSError) -> str:
@@ -184,19 +183,15 @@ def _write_error(out: Path, plan: Plan, stage: Path, exc: OSError) -> str:
     if where.is_relative_to(stage):  # name the file as the user will find it
         where = out / where.relative_to(stage)
     taken_back = f"removed the {len(written)} files this run wrote; the folder is as it was before"
-    if exc.errno in _DISK_FULL:
+    if exc.errno in DISK_FULL:
         needed = size * _expected_files(plan) / max(len(written), 1)
         return (
-            f"no space left on the device while writing {where}: this run needs about {_mb(needed)} "
-            f"({_mb(size)} in {len(written)} files written before the disk filled, "
-            f"{_mb(shutil.disk_usage(out).free)} free now); free some space or pass an --output_dir "
+            f"no space left on the device while writing {where}: this run needs about {mb(needed)} "
+            f"({mb(size)} in {len(written)} files written before the disk filled, "
+            f"{mb(shutil.disk_usage(out).free)} free now); free some space or pass an --output_dir "
             f"on another disk ({taken_back})"
         )
     return f"cannot write {where}: {exc.strerror}; pass an --output_dir you can write to ({taken_back})"
-
-
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
 
 
 def _write_fid(out: Path, plan: Plan) -> None:

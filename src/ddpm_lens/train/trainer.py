@@ -391,7 +391,9 @@ class Trainer:
             )
         when = datetime.now()
         path = self.run_dir / checkpoint_name(self.name, epoch, when)
-        save_checkpoint(self.state_dict(epoch, when), path)
+        save_checkpoint(
+            self.state_dict(epoch, when), path, fix="free some space or pass a --chkpt-dir on another disk"
+        )
         self.last_checkpoint = path
         self._loss_sum, self._loss_count = 0.0, 0
         return path

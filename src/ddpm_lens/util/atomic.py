@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ddpm_lens.util.errors import UserError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the errnos of a write that found no space
 
 
 @contextmanager
@@ -51,6 +54,41 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> 
 
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = True) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def free_space(path: str | os.PathLike) -> int:
+    """Bytes free on the disk that holds ``path`` (or the nearest folder of it that exists)."""
+    path = Path(path).absolute()
+    return shutil.disk_usage(next(p for p in (path, *path.parents) if p.exists())).free
+
+
+def no_space_error(path: str | os.PathLike, *, needed: float, fix: str) -> UserError:
+    """The one line for a full disk: the file, the space it needs and what is free."""
+    return UserError(
+        f"no space left on the device while writing {path}: it needs about {mb(needed)}, "
+        f"{mb(free_space(Path(path).parent))} free; {fix} (nothing was written)"
+    )
+
+
+@contextmanager
+def disk_full_reported(path: str | os.PathLike, *, needed: float, fix: str) -> Iterator[None]:
+    """Around an :func:`atomic_path` write of about ``needed`` bytes to ``path``: a full disk
+    becomes :func:`no_space_error`'s one line (``fix`` says what to do). A full disk is an
+    ``OSError`` with a :data:`DISK_FULL` errno, or another error raised while less than
+    ``needed`` is free (``torch.save``'s zip writer reports a short write as a ``RuntimeError``,
+    safetensors as a ``SafetensorError``)."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno not in DISK_FULL:
+            raise
+        if not isinstance(exc, OSError) and free_space(Path(path).parent) >= needed:
+            raise
+        raise no_space_error(path, needed=needed, fix=fix) from None
 
 
 def check_writable(folder: str | os.PathLike, *, flag: str) -> Path:
