@@ -70,7 +70,7 @@ def test_k_arms_get_one_panel_each_by_the_same_rule():
             assert panels[i][j].channels == expected.tolist()
             np.testing.assert_allclose(panels[i][j].stats["mean"], a[i].mean(), rtol=1e-6)
     figure = arm_figures(arms, titles=["t0", "t1"], num_channels=4, grid_size=2)[0]
-    layout = render.figure_layout(panels[0], title="t0", grid_size=2)
+    layout = render.figure_layout(panels[0], title="t0", grid_size=2, cell_px=render.study_cell_px(2))
     assert figure.shape == (layout.height, layout.width) and len(layout.grid_origins) == 3
 
 
@@ -86,9 +86,10 @@ def test_match_channels_shows_each_arm_the_first_arms_channel_in_each_cell():
     matched_fig = arm_figures(arms, titles=["t"] * 2, num_channels=4, grid_size=2, match_channels=True)[0]
     panels, matched = arm_panels(arms, num_channels=4, match_channels=True)
     assert matched.shape == (2, 2) and np.allclose(matched[:, 1], 1.0)  # C is A, reshuffled
-    layout = render.figure_layout(panels[0], title="t", grid_size=2, note="n")
+    cell_px = render.study_cell_px(2)  # arm_figures draws at the visualizer's (the study's) size
+    layout = render.figure_layout(panels[0], title="t", grid_size=2, note="n", cell_px=cell_px)
     assert np.array_equal(_grid(matched_fig, layout, 2), _grid(matched_fig, layout, 0))
-    layout_plain = render.figure_layout(panels[0], title="t", grid_size=2)
+    layout_plain = render.figure_layout(panels[0], title="t", grid_size=2, cell_px=cell_px)
     assert not np.array_equal(_grid(plain, layout_plain, 2), _grid(plain, layout_plain, 0))
 
 

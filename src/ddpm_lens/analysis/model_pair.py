@@ -33,7 +33,6 @@ from ddpm_lens.core.checkpoint import (
 from ddpm_lens.core.config import Config
 from ddpm_lens.core.sparse_unet import check_mask_buffers
 from ddpm_lens.core.unet import UNet, build_unet
-from ddpm_lens.util.errors import UserError
 
 MODEL_KEYS = ("baseline", "curriculum")  # row names and file names, whatever the panel labels say
 
@@ -120,12 +119,7 @@ def open_pair(
         digest = prefetch.digest(ckpt) if prefetch else foreground_digest(ckpt)
         tic = time.perf_counter()
         weights = load_weights(ckpt, use_ema=use_ema, allow_nonfinite=allow_nonfinite)
-        if config is None and weights.config is None:  # name this command's flag for the arm
-            raise UserError(
-                f"checkpoint {weights.path} carries no config: pass its JSON config with --config_{key} "
-                f"(e.g. --config_{key} configs/celeba.json)"
-            )
-        cfg = resolve_config(config, weights)
+        cfg = resolve_config(config, weights, flag=f"--config_{key}")  # this command's flag for the arm
         with torch.device("meta"):
             structure = build_unet(cfg.model, sparsity=cfg.sparsity)
         check_mask_buffers(structure, weights.state_dict, ckpt=weights.path, config=cfg.source)

@@ -281,9 +281,12 @@ def _materialize(model: nn.Module, device: torch.device, memory_format: torch.me
             setattr(module, name, torch.empty(b.shape, dtype=b.dtype, device=device))
 
 
-def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> Config:
+def resolve_config(
+    config_path: str | os.PathLike | None, weights: Weights, *, flag: str = "--config"
+) -> Config:
     """The config file if given, else the one a ddpm-lens checkpoint carries, else the
-    ``config.json`` beside the file (the study's run folders, ``chkpts/<name>/<run_timestamp>/``)."""
+    ``config.json`` beside the file (the study's run folders, ``chkpts/<name>/<run_timestamp>/``).
+    ``flag``: the option of the calling command that passes a config, named in the error."""
     if config_path is not None:
         return load_config(config_path)
     if weights.config is not None:
@@ -293,7 +296,7 @@ def resolve_config(config_path: str | os.PathLike | None, weights: Weights) -> C
         return load_config(beside)
     raise UserError(
         f"checkpoint {weights.path} carries no config and has no config.json beside it: pass its JSON "
-        "config (e.g. --config configs/celeba.json)"
+        f"config with {flag} (e.g. {flag} configs/celeba.json)"
     )
 
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ddpm_lens.analysis import map_measures
 from ddpm_lens.analysis.pair_accumulators import example_rows
 from ddpm_lens.analysis.similarity import CorrelationAccumulator, assign_channels
 from ddpm_lens.analysis.stat_registry import SPARSITY_THRESHOLD
@@ -58,7 +59,8 @@ def arm_panels(
         summary = channel_summary(a, threshold)
         idx = summary.top_channels(num_channels)  # (N, K)
         chosen.append(idx)
-        stats.append(batch_layer_stats(shown=idx, summary=summary))
+        hoyer = map_measures.hoyer_from_moments(summary.mean_abs, summary.mean, summary.var, summary.size)
+        stats.append({**batch_layer_stats(shown=idx, summary=summary), "hoyer": hoyer})  # the panel's line
     matched = None
     if match_channels:
         chosen[1:], matched = _match_to_first(acts, chosen, labels)
@@ -131,6 +133,7 @@ def arm_figures(
             grid_size=grid_size,
             norm=norm,
             note=match_note(labels, matched[i]) if matched is not None else None,
+            cell_px=render.study_cell_px(grid_size),  # the visualizer's size: the study's at 150 dpi
         )
         for i, (row, title) in enumerate(zip(panels, titles))
     ]
