@@ -109,6 +109,48 @@ def _worker(method, args, queue):
     queue.put(out)
 
 
+def _rates(args) -> None:
+    """The per-output cost of the study's way and of the exact path, interleaved in one process
+    (``--interleave ROUNDS``): each round times ``--rows`` study rows, then one batch of ``--chunk``
+    pull-backs after the exact path's single forward; both are scaled to all n outputs."""
+    import torch
+    from torch.func import vjp, vmap
+
+    f, x = _setup(args)
+    n = x.numel()
+    xw = x.clone().requires_grad_(True)
+    torch.autograd.grad(f(xw)[0], xw)  # warm-up
+    _, pull = vjp(f, x)
+    vmap(lambda c: pull(c)[0])(torch.eye(n)[: args.chunk])  # warm-up of the batched pull-back
+    study, ours = [], []
+    for r in range(args.interleave):
+        start = time.perf_counter()
+        for i in range(args.rows):
+            xi = x.clone().detach().requires_grad_(True)
+            torch.autograd.grad(f(xi)[i], xi)
+        study.append((time.perf_counter() - start) / args.rows)
+        start = time.perf_counter()
+        _, pull = vjp(f, x)
+        forward = time.perf_counter() - start
+        basis = torch.eye(n)[r * args.chunk % n :][: args.chunk]
+        start = time.perf_counter()
+        vmap(lambda c, pull=pull: pull(c)[0])(basis)
+        ours.append((forward, (time.perf_counter() - start) / len(basis)))
+        load = os.getloadavg()[0]
+        print(
+            f"round {r}: study {study[-1]:.3f} s/row, exact {ours[-1][1]:.3f} s/column "
+            f"(+{forward:.2f} s forward once), load {load:.1f}",
+            flush=True,
+        )
+    s_row = sum(study) / len(study)
+    o_col = sum(o[1] for o in ours) / len(ours)
+    o_fwd = sum(o[0] for o in ours) / len(ours)
+    print(
+        f"n = {n}: study {s_row * n:.0f} s, exact {o_fwd + o_col * n:.0f} s (pull-backs only, SVD not "
+        f"included), ratio {s_row * n / (o_fwd + o_col * n):.1f}x"
+    )
+
+
 def _run(method, args):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -135,7 +177,11 @@ def main(argv=None):
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--interleave", type=int, help="ROUNDS: time the study's rows and our columns alternately")
     args = p.parse_args(argv)
+    if args.interleave:
+        args.rows = args.rows or 4
+        return _rates(args)
 
     results = {}
     for method in args.methods:
