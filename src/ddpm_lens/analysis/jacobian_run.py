@@ -103,6 +103,29 @@ def check_inputs(opts: JacobianOptions, setting: Setting, images: torch.Tensor, 
             raise UserError(f"{name} must be at least {low}, got {value}")
 
 
+def precheck(arms: Sequence[Arm], images: torch.Tensor, opts: JacobianOptions, *, config=None) -> None:
+    """Every arm's config against the options and images, before any weights are copied or any
+    Jacobian is taken (reads each file's config only)."""
+    from ddpm_lens.core.checkpoint import load_weights, resolve_config
+
+    first = None
+    for arm in arms:
+        cfg = resolve_config(config, load_weights(arm.path, use_ema=opts.use_ema))
+        where = f"--arm {arm.label}={arm.path}"
+        check_parameterisation(cfg.diffusion.model_mean_type, opts.quantity, where)
+        check_timesteps(opts.timesteps, cfg.diffusion.timesteps)
+        resolution = cfg.dataset.resolution
+        if first is None:
+            first = resolution
+            setting = Setting("gray32" if opts.gray32 else "full", resolution)
+            check_inputs(opts, setting, images, resolution)
+        elif resolution != first:
+            raise UserError(
+                f"{where} takes {resolution}×{resolution} images, the first model {first}×{first}: "
+                "compare models of one resolution"
+            )
+
+
 def _load(arm: Arm, config, use_ema: bool, device):
     model, weights, cfg = load_checkpoint(config, arm.path, use_ema=use_ema, device=device)
     model.eval().requires_grad_(False)
@@ -122,6 +145,7 @@ def analyse(
     """Spectra, effective dimensionalities and eigenvectors for every arm's checkpoint."""
     if not arms:
         raise UserError("no model given: pass --arm LABEL=CHECKPOINT at least once")
+    precheck(arms, images, opts, config=config)
     result = JacobianResult()
     setting = None
     method = None
