@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddpm_lens.cli import main
-from tests.conftest import ROOT, perturb
+from conftest import ROOT, perturb
 
 
 def _checkpoint(path, *, seed: int, epoch: int = 3, mean_type: str = "eps"):
