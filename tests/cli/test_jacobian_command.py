@@ -6,9 +6,9 @@ import csv
 
 import pytest
 import torch
+from conftest import ROOT, perturb
 
 from ddpm_lens.cli import main
-from conftest import ROOT, perturb
 
 
 def _checkpoint(path, *, seed: int, epoch: int = 3, mean_type: str = "eps"):
