@@ -1,0 +1,159 @@
+"""The Jacobian's math on maps whose answer is known: linear maps, a 1×1-conv network, finite differences."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ddpm_lens.analysis.jacobian import (
+    Linearised,
+    dense_jacobian,
+    exact_symmetric,
+    exact_triplets,
+    hutchinson,
+    participation_ratio,
+    top_singular,
+)
+
+
+def _matrix(n: int, *, decay: float = 0.9, seed: int = 0) -> torch.Tensor:
+    """A nonsymmetric n×n matrix with singular values decay**i (known) and random singular vectors."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    s = decay ** torch.arange(n, dtype=torch.float64)
+    return u @ torch.diag(s) @ v.T, s
+
+
+def test_exact_path_returns_a_linear_maps_spectrum():
+    a, s = _matrix(48)
+    a32 = a.float()
+    jac = dense_jacobian(lambda x: a32 @ x, torch.randn(48), chunk=7)
+    assert torch.allclose(jac, a32, atol=1e-6)
+    t = exact_triplets(jac, 10)
+    assert torch.allclose(t.s.double(), s[:10], atol=1e-5)
+    lam, summary = exact_symmetric(jac)
+    sym = (a + a.T) / 2
+    assert torch.allclose(lam.double(), torch.linalg.eigvalsh(sym).flip(0), atol=1e-5)
+    assert summary.trace == pytest.approx(float(torch.trace(a)), abs=1e-5)
+    assert summary.participation_ratio == pytest.approx(participation_ratio(lam), rel=1e-6)
+
+
+def test_fast_path_top_k_within_its_bound_and_close():
+    a, s = _matrix(120, decay=0.93, seed=1)
+    a32 = a.float()
+    op = Linearised(lambda x: a32 @ x, torch.randn(120), chunk=16)
+    k = 12
+    t = top_singular(op, k, oversample=8, depth=2, seed=3)
+    err = (t.s.double() - s[:k]).abs()
+    assert (err <= t.bound.double() + 1e-6).all()  # the stated bound holds against the known spectrum
+    assert (t.s.double() <= s[:k] + 1e-5).all()  # Ritz values never exceed the true ones
+    assert err.max() < 1e-3
+    # the singular vectors span the true ones (up to sign)
+    u_true = torch.linalg.svd(a)[0][:, :k]
+    overlap = (u_true.T @ t.u.double()).abs().diagonal()
+    assert overlap.min() > 0.99
+    assert t.products == 20 * 5 + 20 * 3 + k  # b(2q+1) + b(q+1) + k, as documented
+
+
+def test_fast_path_bound_is_honest_when_the_subspace_is_too_small():
+    """A flat spectrum with no Krylov steps: values are off, and the bound says by how much."""
+    a, s = _matrix(100, decay=0.995, seed=2)
+    op = Linearised(lambda x: a.float() @ x, torch.randn(100))
+    t = top_singular(op, 10, oversample=2, depth=0, seed=0)
+    err = (t.s.double() - s[:10]).abs()
+    assert err.max() > 1e-3  # not converged...
+    # ...and each value is within its bound of some singular value of A
+    dist = (t.s.double()[:, None] - s[None, :]).abs().min(1).values
+    assert (dist <= t.bound.double() + 1e-6).all()
+
+
+def test_symmetric_map_gives_its_eigendecomposition():
+    a, _ = _matrix(30, seed=4)
+    sym = ((a + a.T) / 2).float()
+    lam, summary = exact_symmetric(dense_jacobian(lambda x: sym @ x, torch.zeros(30)))
+    assert summary.asymmetry == pytest.approx(0.0, abs=1e-7)
+    assert torch.allclose(lam, torch.linalg.eigvalsh(sym.double()).flip(0).float(), atol=1e-5)
+
+
+def test_projection_has_trace_and_participation_ratio_equal_to_its_rank():
+    g = torch.Generator().manual_seed(5)
+    q = torch.linalg.qr(torch.randn(40, 7, generator=g))[0]
+    p = q @ q.T
+    lam, summary = exact_symmetric(dense_jacobian(lambda x: p @ x, torch.zeros(40)))
+    assert summary.trace == pytest.approx(7, abs=1e-5)
+    assert summary.participation_ratio == pytest.approx(7, abs=1e-4)
+    # twice the projection: the trace doubles, the participation ratio does not move
+    assert participation_ratio(2 * lam) == pytest.approx(7, abs=1e-4)
+
+
+def test_hutchinson_estimates_trace_and_frobenius_within_a_few_standard_errors():
+    a, _ = _matrix(64, decay=0.97, seed=6)
+    a = a + torch.eye(64, dtype=torch.float64) * 0.5  # a sizeable trace
+    a32 = a.float()
+    est = hutchinson(Linearised(lambda x: a32 @ x, torch.zeros(64)), 400, seed=1)
+    sym = (a + a.T) / 2
+    assert abs(est.trace - float(torch.trace(a))) < 4 * est.trace_se
+    assert abs(est.frob_sym_sq - float((sym * sym).sum())) < 4 * est.frob_sym_sq_se
+    assert est.trace_se > 0
+
+
+def _tanh_net(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(20, 12, generator=g) / 3, torch.randn(12, 20, generator=g) / 3
+    return lambda x: w2 @ torch.tanh(w1 @ x + 0.3) + x * x
+
+
+def test_products_match_finite_differences():
+    f = _tanh_net()
+    x = torch.randn(12, dtype=torch.float64)
+    f64 = lambda z: f(z.float()).double() if z.dtype != torch.float32 else f(z)  # noqa: E731
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(12, 3, generator=g)
+    u = torch.randn(12, 3, generator=g)
+    op = Linearised(f, x.float())
+    jv, jtu = op.matmat(v), op.rmatmat(u)
+    h = 1e-3
+    for i in range(3):  # central differences in float64 through the same function
+        fd = (f64(x + h * v[:, i].double()) - f64(x - h * v[:, i].double())) / (2 * h)
+        assert torch.allclose(jv[:, i].double(), fd, atol=2e-3)
+    # Jᵀu by duality: <u, J e_j> for each basis vector e_j
+    jac_fd = torch.stack(
+        [(f64(x + h * e) - f64(x - h * e)) / (2 * h) for e in torch.eye(12, dtype=torch.float64)], 1
+    )
+    assert torch.allclose(jtu.double(), jac_fd.T @ u.double(), atol=2e-3)
+    assert op.products == 6
+
+
+def test_one_by_one_conv_network_is_block_diagonal_with_localised_vectors():
+    """A network of 1×1 convs and pointwise nonlinearities mixes channels within each pixel and
+    never across pixels: its Jacobian is block-diagonal (3×3 per pixel) and each singular vector
+    lives on one pixel."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.SiLU(), torch.nn.Conv2d(8, 3, 1)).eval()
+    net.requires_grad_(False)
+    h = w = 4
+    f = lambda x: net(x.reshape(1, 3, h, w)).reshape(-1)  # noqa: E731
+    x = torch.randn(3 * h * w)
+    jac = dense_jacobian(f, x, chunk=5)
+    pix = torch.arange(3 * h * w) % (h * w)  # channel-major layout: index c*h*w + p
+    off_block = jac[pix[:, None] != pix[None, :]]
+    assert off_block.abs().max() == 0
+    t = exact_triplets(jac, 6)
+    for j in range(6):
+        mass = torch.zeros(h * w).index_add_(0, pix, t.u[:, j] ** 2)
+        assert mass.max() == pytest.approx(1.0, abs=1e-5)  # all of it on one pixel
+    # and the fast path finds the same top values
+    fast = top_singular(Linearised(f, x, chunk=8), 6, oversample=10, depth=3)
+    assert torch.allclose(fast.s, t.s, atol=float(fast.bound.max()) + 1e-5)
+
+
+def test_bad_arguments():
+    op = Linearised(lambda x: x, torch.zeros(5))
+    with pytest.raises(ValueError, match="k must be in 1..5"):
+        top_singular(op, 6)
+    with pytest.raises(ValueError, match="flat"):
+        Linearised(lambda x: x, torch.zeros(2, 2))
+    assert math.isnan(participation_ratio(torch.zeros(3)))

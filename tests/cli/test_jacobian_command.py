@@ -1,0 +1,164 @@
+"""``ddpm-lens jacobian`` end to end on two tiny 8-px checkpoints, and its one-line errors."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from conftest import ROOT, perturb
+
+from ddpm_lens.cli import main
+
+
+def _checkpoint(path, *, seed: int, epoch: int = 3, mean_type: str = "eps"):
+    from ddpm_lens.core.checkpoint import save_checkpoint
+    from ddpm_lens.core.config import load_config, with_overrides
+    from ddpm_lens.core.unet import build_unet
+
+    cfg = with_overrides(
+        load_config(ROOT / "configs/tiny.json"),
+        {
+            "dataset.resolution": 8,
+            "model.ch_multipliers": [1, 2],
+            "model.apply_attn": [False, True],
+            "diffusion.model_mean_type": mean_type,
+        },
+    )
+    torch.manual_seed(seed)
+    model = perturb(build_unet(cfg.model), seed=seed)
+    save_checkpoint({"model": model.state_dict(), "epoch": epoch, "config": cfg.to_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Two 8×8 pictures (synthetic faces start at 16 px)."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("faces")
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for i in range(2):
+        a = (torch.rand(8, 8, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(a).save(d / f"{i}.png")
+        paths.append(str(d / f"{i}.png"))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jac")
+    return {
+        "a1": _checkpoint(d / "a_1.pt", seed=0, epoch=1),
+        "a2": _checkpoint(d / "a_2.pt", seed=1, epoch=2),
+        "b": _checkpoint(d / "b_2.pt", seed=2, epoch=2),
+        "mean": _checkpoint(d / "m.pt", seed=3, mean_type="mean"),
+    }
+
+
+def _run(args, out):
+    return main(["jacobian", *args, "--output_dir", str(out), "--no_progress", "--device", "cpu"])
+
+
+@pytest.mark.slow
+def test_two_arms_exact_writes_spectra_effdim_vectors_and_page(tmp_path, ckpts, faces, one_thread):
+    out = tmp_path / "out"
+    code = _run(
+        [
+            "--arm",
+            f"A={ckpts['a1']}",
+            "--arm",
+            f"A={ckpts['a2']}",
+            "--arm",
+            f"B={ckpts['b']}",
+            "--t",
+            "100",
+            "500",
+            "--k",
+            "12",
+            "--images",
+            *faces,
+        ],
+        out,
+    )
+    assert code == 0
+    spectra = list(csv.DictReader((out / "spectra.csv").open()))
+    assert len(spectra) == 3 * 2 * 2 * 12  # models × t × images × ranks
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["method"] for r in summary} == {"exact"}
+    for r in summary:
+        assert 0 < float(r["participation_ratio"]) <= 192
+    # the spectrum is descending and the models differ
+    s = [float(r["sigma"]) for r in spectra if r["model"] == "0" and r["t"] == "500" and r["image"] == "0"]
+    assert s == sorted(s, reverse=True)
+    tr = {r["model"]: float(r["trace"]) for r in summary if r["t"] == "500" and r["image"] == "0"}
+    assert len(set(tr.values())) == 3
+    for name in (
+        "plots/spectrum_t100.png",
+        "plots/spectrum_t500.png",
+        "plots/effdim_vs_t.png",
+        "plots/effdim_vs_checkpoint.png",
+        "plots/eigenvectors_t500.png",
+        "index.html",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text()
+    assert "participation ratio" in page and "spectrum_t500.png" in page
+
+
+def test_fast_path_in_the_gray_setting_reports_bounds(tmp_path, ckpts, faces, one_thread):
+    out = tmp_path / "fast"
+    code = _run(
+        [
+            "--arm",
+            f"A={ckpts['a1']}",
+            "--arm",
+            f"B={ckpts['b']}",
+            "--t",
+            "500",
+            "--images",
+            faces[0],
+            "--k",
+            "6",
+            "--method",
+            "fast",
+            "--gray32",
+            "--probes",
+            "4",
+            "--chunk",
+            "64",
+        ],
+        out,
+    )
+    assert code == 0
+    spectra = list(csv.DictReader((out / "spectra.csv").open()))
+    assert all(float(r["bound"]) >= 0 for r in spectra) and all(r["eig_sym"] == "" for r in spectra)
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["method"] for r in summary} == {"fast"} and all(float(r["trace_se"]) > 0 for r in summary)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--t", "1000"], "--t 1000 is outside [0, 1000)"),
+        (["--k", "193"], "--k 193 is outside 1..192"),
+        (["--arm", "nolabel"], "is not LABEL=CHECKPOINT"),
+        (["--quantity", "study", "--arm", "M={mean}"], "eps- and x_0-prediction models only"),
+        (["--images", "{img}"], "is 16×16 but the model takes 8×8"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ckpts, faces, capsys, extra, message):
+    from PIL import Image
+
+    img = tmp_path / "face.png"
+    Image.new("RGB", (16, 16), "gray").save(img)
+    extra = [e.format(mean=ckpts["mean"], img=img) for e in extra]
+    images = [] if "--images" in extra else ["--images", faces[0]]
+    out = tmp_path / "out"
+    code = _run(["--arm", f"A={ckpts['a1']}", *images, *extra], out)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not out.exists() or not any(out.iterdir())
