@@ -146,8 +146,9 @@ def run_study(
     for s, c in shares:
         seconds.update(s)
         cached.update(c)
-    return assemble(arms, infos, cache, options, seconds=seconds, cached=cached, opts=opts, alpha=alpha,
-                    progress=progress)  # fmt: skip
+    return assemble(
+        arms, infos, cache, options, seconds=seconds, cached=cached, opts=opts, alpha=alpha, progress=progress
+    )
 
 
 def preflight(
@@ -162,14 +163,22 @@ def preflight(
             cfg, step = _peek(ref)
             infos.append(
                 CheckpointInfo(
-                    arm.label, ref, sha256_of(ref.path), "", ref.epoch, step, cfg.dataset.resolution,
-                    cfg.diffusion.timesteps, _dataset_of(cfg), _model_of(cfg),
+                    arm.label,
+                    ref,
+                    sha256_of(ref.path),
+                    "",
+                    ref.epoch,
+                    step,
+                    cfg.dataset.resolution,
+                    cfg.diffusion.timesteps,
+                    _dataset_of(cfg),
+                    _model_of(cfg),
                 )
-            )  # fmt: skip
+            )
             models.add(repr(infos[-1].model))
         if len(models) > 1:
             warn(
-                f"arm {arm.label} mixes {len(models)} architectures: each checkpoint is measured on its own and "
+                f"arm {arm.label} mixes {len(models)} architectures: each checkpoint is measured alone and "
                 "CKA compares layers of any width, but read its trajectory as several models"
             )
     by_res = {}
@@ -178,7 +187,8 @@ def preflight(
     if len(by_res) > 1:
         seen = ", ".join(f"{arm} {res}px" for res, arm in by_res.items())
         raise UserError(
-            f"arms at different resolutions ({seen}): every arm sees the same images; study one resolution at a time"
+            f"arms at different resolutions ({seen}): all arms see the same images; "
+            "study one resolution at a time"
         )
     ts = {i.timesteps for i in infos}
     if len(ts) > 1:
@@ -199,7 +209,8 @@ def preflight(
             )
         if len(names) > 1:
             raise UserError(
-                f"arms trained on different datasets ({', '.join(sorted(names))}): pass --train_images and --held_out"
+                f"arms trained on different datasets ({', '.join(sorted(names))}): "
+                "pass --train_images and --held_out"
             )
     if held_out is None and {i.dataset["name"] for i in infos} == {"folder"}:
         raise UserError("a folder dataset has no held-out split: pass --held_out FOLDER")
@@ -335,10 +346,15 @@ def assemble(arms, infos, cache, options, *, seconds, cached, opts, alpha, progr
         rows += [{**where, **r} for r in hit[0]["rows"]]
         checkpoints.append(
             {
-                **where, "path": str(info.ref.path), "sha256": info.sha256, "x": x, "weights": hit[0]["weights"],
-                "seconds": seconds.get(info.key), "cached": cached.get(info.key, True),
+                **where,
+                "path": str(info.ref.path),
+                "sha256": info.sha256,
+                "x": x,
+                "weights": hit[0]["weights"],
+                "seconds": seconds.get(info.key),
+                "cached": cached.get(info.key, True),
             }
-        )  # fmt: skip
+        )
     by_arm = {arm.label: [(c, i) for c, i in zip(checkpoints, infos) if i.arm == arm.label] for arm in arms}
     tic = time.perf_counter()
     rows += _cka_rows(by_arm, entries, cache, progress=progress)
@@ -382,19 +398,27 @@ def _cka(entry_a, entry_b) -> list[tuple[str, str, dict]]:
 
 def _cka_row(measure, cond, layer, result) -> dict:
     t = 0 if cond == "clean_t0" else int(cond.removeprefix("noisy_t"))
-    return row(measure, value=result["cka_debiased"], layer=layer, t=t, ci_low=result["cka_ci_low"],
-               ci_high=result["cka_ci_high"], n=result["n_images"], unit=UNIT_IMAGE)  # fmt: skip
+    return row(
+        measure,
+        value=result["cka_debiased"],
+        layer=layer,
+        t=t,
+        ci_low=result["cka_ci_low"],
+        ci_high=result["cka_ci_high"],
+        n=result["n_images"],
+        unit=UNIT_IMAGE,
+    )
 
 
 def _cka_rows(by_arm, entries, cache, *, progress) -> list[dict]:
     """``cka_to_final`` per arm x checkpoint, ``cka_to_first_arm`` per arm x equal x."""
     pairs = []
-    for label, members in by_arm.items():
+    for members in by_arm.values():
         final = members[-1][1].key
         pairs += [("cka_to_final", c, i.key, final) for c, i in members]
     first = next(iter(by_arm))
     base = {c["x"]: i.key for c, i in by_arm[first]}
-    for label, members in list(by_arm.items())[1:]:
+    for members in list(by_arm.values())[1:]:
         pairs += [("cka_to_first_arm", c, i.key, base[c["x"]]) for c, i in members if c["x"] in base]
     rows = []
     for measure, c, a, b in tqdm(pairs, desc="CKA", unit="pair", disable=not progress or not pairs):
@@ -427,11 +451,26 @@ def _gap_comparisons(by_arm, entries, options, *, alpha) -> tuple[list[dict], di
                 comp = rule.compare(gap_a[:, j], gap_b[:, j], paired=True)
                 cells.append(
                     {
-                        "arm": label, "baseline": first, "x": c["x"], "t": grid[j],
-                        **{k: comp[k] for k in ("n", "a_mean", "b_mean", "diff_mean", "diff_ci_low", "diff_ci_high",
-                                                "p_value", "direction", "effect_size")},
+                        "arm": label,
+                        "baseline": first,
+                        "x": c["x"],
+                        "t": grid[j],
+                        **{
+                            k: comp[k]
+                            for k in (
+                                "n",
+                                "a_mean",
+                                "b_mean",
+                                "diff_mean",
+                                "diff_ci_low",
+                                "diff_ci_high",
+                                "p_value",
+                                "direction",
+                                "effect_size",
+                            )
+                        },
                     }
-                )  # fmt: skip
+                )
     for cell, adjusted in zip(cells, rule.holm([c["p_value"] for c in cells])):
         cell["p_adjusted"] = float(adjusted)
     verdicts = {}

@@ -3,11 +3,12 @@ kill, and only the checkpoints not yet measured cost time.
 
 An entry is the folder ``<cache>/<key>/`` holding ``rows.json`` (the measures' rows and what the
 entry was made from) and ``arrays.npz`` (what measures kept for later: per-image losses, CKA
-features). The key is the checkpoint's SHA-256 (:func:`ddpm_lens.util.digests.sha256_of`) and
-the digest of every option that changes a number, so a changed option or file never reads an
-old entry. An entry is written into a temporary folder beside it and renamed into place, so a
-run killed part-way leaves either the whole entry or none (a stray temporary folder is removed
-by the next run): results are never mixed.
+features); ``pairs/`` holds what was measured between two entries (CKA). The key is the
+checkpoint's SHA-256 (:func:`ddpm_lens.util.digests.sha256_of`) and the digest of every option
+that changes a number, so a changed option or file never reads an old entry. An entry is
+written into a temporary folder beside it and renamed into place, so a run killed part-way
+leaves either the whole entry or none (a stray temporary folder is removed by the next run):
+results are never mixed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ddpm_lens.util.atomic import write_text
 
 SCHEMA = 1  # bumped whenever a measure's definition changes: old entries are then never read
 
@@ -71,3 +74,13 @@ class TrajectoryCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def get_pair(self, name: str, a: str, b: str):
+        """A measure of two entries (e.g. their CKA), or None."""
+        try:
+            return json.loads((self.folder / "pairs" / f"{name}-{a}-{b}.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def put_pair(self, name: str, a: str, b: str, value) -> None:
+        write_text(self.folder / "pairs" / f"{name}-{a}-{b}.json", json.dumps(value), fsync=False)

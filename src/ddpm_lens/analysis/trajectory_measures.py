@@ -81,10 +81,17 @@ class CheckpointContext:
         if self._losses is None:
             grid = self.options.loss_timesteps
             self._losses = tuple(
-                image_losses(self.model, self.diffusion, x, grid, seed=self.options.seed,
-                             batch_size=self.options.batch_size, device=self.device)
+                image_losses(
+                    self.model,
+                    self.diffusion,
+                    x,
+                    grid,
+                    seed=self.options.seed,
+                    batch_size=self.options.batch_size,
+                    device=self.device,
+                )
                 for x in (self.train_images, self.held_out_images)
-            )  # fmt: skip
+            )
         return self._losses
 
     def activations(self) -> dict[tuple[str, str], np.ndarray]:

@@ -30,30 +30,77 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ddpm_lens.analysis.trajectory_measures import TrajectoryOptions
 
     d = TrajectoryOptions()
-    p.add_argument("--arm", action="append", default=[], metavar="LABEL=PATH[,PATH...]",
-                   help="an arm: its label and checkpoints/run folders (repeat; the first is the baseline)")  # fmt: skip
+    p.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH[,PATH...]",
+        help="an arm: its label and checkpoints/run folders (repeat; the first is the baseline)",
+    )
     p.add_argument("--study", help="JSON study file naming the arms (after any --arm)")
     p.add_argument("--config", help="JSON config for checkpoints that carry none and have no config.json")
     p.add_argument("--data_dir", help="dataset folder (CelebA: the folder holding celeba/)")
-    p.add_argument("--train_images", metavar="SOURCE",
-                   help="training images: dataset:NAME[:SPLIT] or a folder (default: each config's training set)")  # fmt: skip
-    p.add_argument("--held_out", metavar="SOURCE",
-                   help="held-out images: dataset:NAME[:SPLIT] or a folder (default: the dataset's test split)")  # fmt: skip
-    p.add_argument("--loss_timesteps", type=int, nargs="+", metavar="T", default=list(d.loss_timesteps),
-                   help=f"timesteps of the loss and gap (default: {' '.join(map(str, d.loss_timesteps))})")  # fmt: skip
-    p.add_argument("--low_t", type=int, default=d.low_t,
-                   help=f"the gap at low t pools the loss timesteps t <= LOW_T (default: {d.low_t})")  # fmt: skip
-    p.add_argument("--loss_num", type=int, default=d.loss_num,
-                   help=f"training and held-out images of the loss, each (default: {d.loss_num})")  # fmt: skip
-    p.add_argument("--stats_num", type=int, default=d.stats_num,
-                   help=f"held-out images of the layer statistics (default: {d.stats_num})")  # fmt: skip
-    p.add_argument("--stats_timesteps", type=int, nargs="+", metavar="T", default=list(d.stats_timesteps),
-                   help=f"noisy conditions of the statistics, beside the clean one (default: {' '.join(map(str, d.stats_timesteps))})")  # fmt: skip
-    p.add_argument("--layers", nargs="+", default=list(d.layers),
-                   help="layers or presets (seed, blocks, encoder, decoder, all; default: seed)")  # fmt: skip
-    p.add_argument("--cka_num", type=int, default=d.cka_num,
-                   help=f"statistics images that feed CKA (default: {d.cka_num}; 5 or more for an interval)")  # fmt: skip
-    p.add_argument("--batch_size", type=int, default=d.batch_size, help=f"inputs per forward (default: {d.batch_size})")
+    p.add_argument(
+        "--train_images",
+        metavar="SOURCE",
+        help="training images: dataset:NAME[:SPLIT] or a folder (default: each config's training set)",
+    )
+    p.add_argument(
+        "--held_out",
+        metavar="SOURCE",
+        help="held-out images: dataset:NAME[:SPLIT] or a folder (default: the dataset's test split)",
+    )
+    p.add_argument(
+        "--loss_timesteps",
+        type=int,
+        nargs="+",
+        metavar="T",
+        default=list(d.loss_timesteps),
+        help=f"timesteps of the loss and gap (default: {' '.join(map(str, d.loss_timesteps))})",
+    )
+    p.add_argument(
+        "--low_t",
+        type=int,
+        default=d.low_t,
+        help=f"the gap at low t pools the loss timesteps t <= LOW_T (default: {d.low_t})",
+    )
+    p.add_argument(
+        "--loss_num",
+        type=int,
+        default=d.loss_num,
+        help=f"training and held-out images of the loss, each (default: {d.loss_num})",
+    )
+    p.add_argument(
+        "--stats_num",
+        type=int,
+        default=d.stats_num,
+        help=f"held-out images of the layer statistics (default: {d.stats_num})",
+    )
+    p.add_argument(
+        "--stats_timesteps",
+        type=int,
+        nargs="+",
+        metavar="T",
+        default=list(d.stats_timesteps),
+        help="noisy conditions of the statistics, beside the clean one (default: "
+        + " ".join(map(str, d.stats_timesteps))
+        + ")",
+    )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        default=list(d.layers),
+        help="layers or presets (seed, blocks, encoder, decoder, all; default: seed)",
+    )
+    p.add_argument(
+        "--cka_num",
+        type=int,
+        default=d.cka_num,
+        help=f"statistics images that feed CKA (default: {d.cka_num}; 5 or more for an interval)",
+    )
+    p.add_argument(
+        "--batch_size", type=int, default=d.batch_size, help=f"inputs per forward (default: {d.batch_size})"
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every noise draw (default: 0)")
     p.add_argument("--raw_weights", action="store_true", help="use the raw training weights, not the EMA")
     p.add_argument("--alpha", type=float, default=0.05, help="level of the decision rule (default: 0.05)")
@@ -69,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.analysis.study_arms import parse_arm, read_study_file, resolve_arms
     from ddpm_lens.analysis.trajectories import run_study
     from ddpm_lens.analysis.trajectory_measures import TrajectoryOptions
-    from ddpm_lens.output.run_folder import check_output_dir
     from ddpm_lens.output.trajectory_run import write_trajectories
     from ddpm_lens.train.distributed import cleanup, init_distributed, is_main
+    from ddpm_lens.util.atomic import check_writable
     from ddpm_lens.util.errors import UserError
 
     specs = [(*parse_arm(a), None) for a in args.arm]
@@ -95,13 +142,19 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         use_ema=not args.raw_weights,
     )
-    out = check_output_dir(args.output_dir)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir {out} is a file: pass a folder path")
+    check_writable(out, flag="--output_dir")  # created only once the checkpoints have passed the checks
     info = init_distributed(args.device)
     try:
         main = is_main(info)
         if main:
             total = sum(len(a.checkpoints) for a in arms)
-            print(f"measuring {total} checkpoints of {len(arms)} arm(s): {', '.join(a.label for a in arms)}", flush=True)
+            print(
+                f"measuring {total} checkpoints of {len(arms)} arm(s): {', '.join(a.label for a in arms)}",
+                flush=True,
+            )
         study = run_study(
             arms,
             options,
@@ -121,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
     written = write_trajectories(out, study, argv=getattr(args, "argv", None))
     new = sum(1 for c in study.checkpoints if not c["cached"])
     index = written["index.html"]
-    print(f"{len(study.rows)} rows, {new} checkpoint(s) measured, {len(study.checkpoints) - new} from the cache")
+    print(
+        f"{len(study.rows)} rows, {new} checkpoint(s) measured, {len(study.checkpoints) - new} from the cache"
+    )
     for arm, verdict in study.verdicts.items():
         print(f"gap at low t, {arm} vs {arms[0].label}: {verdict}")
     print(f"wrote {len(written)} files; open {index} ({index.resolve().as_uri()})")

@@ -72,7 +72,9 @@ def measure_by_step(
             ax.set_xlabel(x_label, fontsize=8)
         if k % ncols == 0 and y_label:
             ax.set_ylabel(_plain(y_label), fontsize=8)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=len(handles), fontsize=9)
+    fig.legend(
+        list(handles.values()), list(handles), loc="outside lower center", ncols=len(handles), fontsize=9
+    )
     fig.suptitle(_plain(title), fontsize=11)
     return _save(fig, path)
 

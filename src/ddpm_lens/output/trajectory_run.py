@@ -41,7 +41,9 @@ STAT_PLOTS = (
 )
 
 
-def write_trajectories(out_dir: str | os.PathLike, study, *, argv: list[str] | None = None) -> dict[str, Path]:
+def write_trajectories(
+    out_dir: str | os.PathLike, study, *, argv: list[str] | None = None
+) -> dict[str, Path]:
     """Every file of ``study`` (:class:`ddpm_lens.analysis.trajectories.Study`) under ``out_dir``."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
@@ -53,7 +55,10 @@ def write_trajectories(out_dir: str | os.PathLike, study, *, argv: list[str] | N
     from ddpm_lens.analysis.trajectories import COLUMNS
 
     put("trajectories.csv", csv_text([json_safe(r) for r in study.rows], list(COLUMNS)))
-    put("gap_comparisons.csv", csv_text([json_safe(c) for c in study.comparisons]) if study.comparisons else "")
+    put(
+        "gap_comparisons.csv",
+        csv_text([json_safe(c) for c in study.comparisons]) if study.comparisons else "",
+    )
     record = {
         "command": "ddpm-lens " + shlex.join(argv) if argv else None,
         "version": __version__,
@@ -64,7 +69,10 @@ def write_trajectories(out_dir: str | os.PathLike, study, *, argv: list[str] | N
         "verdicts": study.verdicts,
         "rows": study.rows,
     }
-    put("trajectories.json", json.dumps(json_safe(record), indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+    put(
+        "trajectories.json",
+        json.dumps(json_safe(record), indent=1, allow_nan=False, ensure_ascii=False) + "\n",
+    )
     x_of = {(c["arm"], c["checkpoint"]): c["x"] for c in study.checkpoints}
     axis = study.settings["x_axis"]
     measures = {r["measure"] for r in study.rows}
@@ -79,19 +87,46 @@ def write_trajectories(out_dir: str | os.PathLike, study, *, argv: list[str] | N
     low_t = study.settings["low_t"]
     if "gap_low_t" in measures:
         title = f"Generalization gap at low t (mean over the grid's t ≤ {low_t}) vs {axis}"
-        plot("gap_low_t_by_step", title, lambda p: measure_by_step(
-            study.rows, "gap_low_t", p, x_of=x_of, x_label=axis, title=title,
-            y_label="held-out − training loss", zero_line=True))  # fmt: skip
+        plot(
+            "gap_low_t_by_step",
+            title,
+            lambda p: measure_by_step(
+                study.rows,
+                "gap_low_t",
+                p,
+                x_of=x_of,
+                x_label=axis,
+                title=title,
+                y_label="held-out − training loss",
+                zero_line=True,
+            ),
+        )
     if "gap" in measures:
-        plot("gap_heatmap", "Generalization gap per t and checkpoint, one panel per arm",
-             lambda p: gap_heatmap(study.rows, p, x_of=x_of, x_label=axis))  # fmt: skip
-        for measure, title in (("loss_train", "Loss on training images"), ("loss_held_out", "Loss on held-out images")):
-            plot(f"{measure}_by_step", f"{title} per t vs {axis}", lambda p, m=measure, tt=title: measure_by_step(
-                study.rows, m, p, x_of=x_of, x_label=axis, title=f"{tt} per t", y_label="loss"))  # fmt: skip
+        plot(
+            "gap_heatmap",
+            "Generalization gap per t and checkpoint, one panel per arm",
+            lambda p: gap_heatmap(study.rows, p, x_of=x_of, x_label=axis),
+        )
+        for measure, title in (
+            ("loss_train", "Loss on training images"),
+            ("loss_held_out", "Loss on held-out images"),
+        ):
+            plot(
+                f"{measure}_by_step",
+                f"{title} per t vs {axis}",
+                lambda p, m=measure, tt=title: measure_by_step(
+                    study.rows, m, p, x_of=x_of, x_label=axis, title=f"{tt} per t", y_label="loss"
+                ),
+            )
     for measure, title in STAT_PLOTS:
         if measure in measures:
-            plot(f"{measure}_by_step", f"{title} vs {axis}, per layer and t", lambda p, m=measure, tt=title: (
-                measure_by_step(study.rows, m, p, x_of=x_of, x_label=axis, title=tt)))  # fmt: skip
+            plot(
+                f"{measure}_by_step",
+                f"{title} vs {axis}, per layer and t",
+                lambda p, m=measure, tt=title: measure_by_step(
+                    study.rows, m, p, x_of=x_of, x_label=axis, title=tt
+                ),
+            )
     files = ["trajectories.csv", "trajectories.json", "gap_comparisons.csv"]
     put("index.html", render_page(page_context(study, files=files, plots=plots)))
     return written
@@ -132,5 +167,9 @@ def render_page(context: dict) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = _num
     env.filters["url"] = _url
-    text = resources.files("ddpm_lens.output").joinpath("templates", "trajectories.html").read_text(encoding="utf-8")
+    text = (
+        resources.files("ddpm_lens.output")
+        .joinpath("templates", "trajectories.html")
+        .read_text(encoding="utf-8")
+    )
     return env.from_string(text).render(**{**context, "css": Markup(context["css"])})
