@@ -109,7 +109,8 @@ def run_study(
     an image source spec (``dataset:NAME[:SPLIT]`` or a folder) in place of the defaults."""
     device = torch.device(device)
     measures = measures or MEASURES
-    infos = preflight(arms, options, train_images=train_images, held_out=held_out)
+    cache = TrajectoryCache(cache_dir)
+    infos = preflight(arms, options, train_images=train_images, held_out=held_out, cache=cache)
     opts = {
         **options.to_dict(),
         "train_images": train_images,
@@ -120,7 +121,6 @@ def run_study(
     digest = options_digest(opts)
     for info in infos:
         info.key = entry_key(info.sha256, digest)
-    cache = TrajectoryCache(cache_dir)
     rank, size = world(dist)
     if rank == 0:
         cache.clean()
@@ -152,20 +152,30 @@ def run_study(
 
 
 def preflight(
-    arms: Sequence[Arm], options: TrajectoryOptions, *, train_images=None, held_out=None
+    arms: Sequence[Arm], options: TrajectoryOptions, *, train_images=None, held_out=None, cache=None
 ) -> list[CheckpointInfo]:
     """Every checkpoint's config, epoch, step and SHA-256, checked before any work: one
-    resolution and one T for the whole study, loss timesteps inside [0, T), a known training set."""
+    resolution and one T for the whole study, loss timesteps inside [0, T), a known training set.
+    What a file says about itself (step, carried config) is kept in ``cache`` by its SHA-256,
+    written only once every check has passed: reading a trainer file costs more than hashing it."""
     infos = []
+    peeked = {}
     for arm in arms:
         models = set()
         for ref in arm.checkpoints:
-            cfg, step = _peek(ref)
+            sha = sha256_of(ref.path)
+            known = cache.get_peek(sha) if cache is not None else None
+            if known is None or (ref.config is None and known["config"] is None):
+                cfg, step, carried = _peek(ref)
+                peeked[sha] = {"step": step, "config": carried}
+            else:
+                cfg = _config_of(ref, known["config"])
+                step = known["step"]
             infos.append(
                 CheckpointInfo(
                     arm.label,
                     ref,
-                    sha256_of(ref.path),
+                    sha,
                     "",
                     ref.epoch,
                     step,
@@ -214,11 +224,23 @@ def preflight(
             )
     if held_out is None and {i.dataset["name"] for i in infos} == {"folder"}:
         raise UserError("a folder dataset has no held-out split: pass --held_out FOLDER")
+    if cache is not None:
+        for sha, known in peeked.items():
+            cache.put_peek(sha, known)
     return infos
 
 
+def _config_of(ref: CheckpointRef, carried: dict | None):
+    from ddpm_lens.core.config import config_from_dict, load_config
+
+    if ref.config is not None:
+        return load_config(ref.config)
+    return config_from_dict(carried, source=f"{ref.path}:config")
+
+
 def _peek(ref: CheckpointRef):
-    """(config, recorded optimizer step or None) without building the model."""
+    """(config, recorded optimizer step or None, the config dict the file carries when used)
+    without building the model."""
     from ddpm_lens.core.checkpoint import load_weights, resolve_config
     from ddpm_lens.core.config import load_config
     from ddpm_lens.core.safe_load import read_checkpoint
@@ -229,8 +251,9 @@ def _peek(ref: CheckpointRef):
         value = obj.get("step") if isinstance(obj, dict) else None
         step = value if isinstance(value, int) and not isinstance(value, bool) else None
     if ref.config is not None:
-        return load_config(ref.config), step
-    return resolve_config(None, load_weights(ref.path, use_ema=False)), step
+        return load_config(ref.config), step, None
+    cfg = resolve_config(None, load_weights(ref.path, use_ema=False))
+    return cfg, step, cfg.to_dict()
 
 
 def _dataset_of(cfg) -> dict:
@@ -423,9 +446,11 @@ def _cka_rows(by_arm, entries, cache, *, progress) -> list[dict]:
     rows = []
     for measure, c, a, b in tqdm(pairs, desc="CKA", unit="pair", disable=not progress or not pairs):
         where = {k: c[k] for k in ("arm", "checkpoint", "step", "epoch")}
-        rows += [
-            {**where, **_cka_row(measure, cond, layer, r)} for cond, layer, r in _cka(entries[a], entries[b])
-        ]
+        results = cache.get_pair("cka", a, b)
+        if results is None:
+            results = _cka(entries[a], entries[b])
+            cache.put_pair("cka", a, b, results)
+        rows += [{**where, **_cka_row(measure, cond, layer, r)} for cond, layer, r in results]
     return rows
 
 

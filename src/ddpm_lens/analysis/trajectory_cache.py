@@ -75,6 +75,16 @@ class TrajectoryCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def get_peek(self, sha256: str) -> dict | None:
+        """What a checkpoint file says about itself (its step, the config it carries), or None."""
+        try:
+            return json.loads((self.folder / "files" / f"{sha256}.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def put_peek(self, sha256: str, value: dict) -> None:
+        write_text(self.folder / "files" / f"{sha256}.json", json.dumps(value), fsync=False)
+
     def get_pair(self, name: str, a: str, b: str):
         """A measure of two entries (e.g. their CKA), or None."""
         try:
