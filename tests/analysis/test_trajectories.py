@@ -33,7 +33,6 @@ OPTIONS = TrajectoryOptions(
 def write_run(folder, name, epochs, *, seed=0, resolution=16):
     """A ddpm-lens run folder: ``<name>_<stamp>_<epoch>.pt`` per epoch, each a differently perturbed
     tiny model carrying its config (16 px synthetic faces, 8 training images), EMA != raw."""
-    from ddpm_lens.core.checkpoint import save_checkpoint
     from ddpm_lens.core.config import load_config, with_overrides
     from ddpm_lens.core.unet import build_unet
 
@@ -47,7 +46,7 @@ def write_run(folder, name, epochs, *, seed=0, resolution=16):
         model = perturb(build_unet(cfg.model), seed=seed * 100 + e)
         raw = {k: v.clone() for k, v in model.state_dict().items()}
         ema = perturb(model, seed=seed * 100 + e + 50, scale=0.01).state_dict()
-        save_checkpoint(
+        torch.save(  # no fsync: a test's files need not survive a power cut
             {"model": raw, "ema": {"shadow": ema}, "epoch": e, "step": 4 * e, "config": cfg.to_dict()},
             folder / f"{name}_20260101_000000_{e}.pt",
         )
@@ -60,10 +59,16 @@ def four_arms(tmp_path_factory):
     return {label: write_run(root / label, label.lower(), (1, 2), seed=k) for k, label in enumerate("BCSR")}
 
 
+def _entries(cache_dir):
+    """The cache's per-checkpoint entries (not its files/ and pairs/ records)."""
+    return [p for p in cache_dir.iterdir() if (p / "rows.json").is_file()]
+
+
 def _arms(runs):
     return resolve_arms([(label, [str(folder)], None) for label, folder in runs.items()])
 
 
+@pytest.mark.slow
 def test_four_arms_give_one_row_per_arm_checkpoint_measure_layer_t(four_arms, tmp_path):
     study = run_study(_arms(four_arms), OPTIONS, cache_dir=tmp_path / "cache", progress=False)
     keys = [(r["arm"], r["checkpoint"], r["measure"], r["layer"], r["t"]) for r in study.rows]
@@ -105,7 +110,7 @@ def test_four_arms_give_one_row_per_arm_checkpoint_measure_layer_t(four_arms, tm
 def test_cka_of_a_checkpoint_with_itself_is_one(four_arms, tmp_path):
     run_study(_arms({"B": four_arms["B"]}), OPTIONS, cache_dir=tmp_path, progress=False)
     cache = TrajectoryCache(tmp_path)
-    entry = cache.get(next(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")))
+    entry = cache.get(_entries(tmp_path)[0].name)
     results = _cka(entry, entry)
     assert len(results) == 4  # 2 layers x 2 conditions
     assert all(r["cka_debiased"] == pytest.approx(1.0, abs=1e-9) for _, _, r in results)
@@ -140,7 +145,7 @@ def test_a_killed_run_resumes_without_mixed_results(four_arms, tmp_path):
         run_study(
             _arms({"B": four_arms["B"]}), OPTIONS, cache_dir=tmp_path, measures=measures, progress=False
         )
-    entries = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    entries = _entries(tmp_path)
     assert len(entries) == 1 and not list(tmp_path.glob(".tmp-*"))  # the first whole, nothing of the second
     resumed = run_study(
         _arms({"B": four_arms["B"]}), OPTIONS, cache_dir=tmp_path, measures=measures, progress=False

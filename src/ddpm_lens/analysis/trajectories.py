@@ -122,8 +122,6 @@ def run_study(
     for info in infos:
         info.key = entry_key(info.sha256, digest)
     rank, size = world(dist)
-    if rank == 0:
-        cache.clean()
     images = _ImageSets(options, data_dir=data_dir, train_spec=train_images, held_out_spec=held_out)
     unique = list({i.key: i for i in infos}.values())
     mine = [info for k, info in enumerate(unique) if k % size == rank]  # round robin: arms interleave
@@ -143,6 +141,7 @@ def run_study(
     shares = gather((seconds, cached), dist)
     if rank != 0:
         return None
+    cache.clean()  # after every process is done: a killed run's temporary folders, never a live one's
     for s, c in shares:
         seconds.update(s)
         cached.update(c)
