@@ -93,3 +93,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_torchrun_processes_split_the_checkpoints_and_match_one_process(tmp_path):
+    from tests.conftest import run_torchrun
+
+    a = write_run(tmp_path / "a", "a", (1, 2), seed=0)
+    b = write_run(tmp_path / "b", "b", (1, 2), seed=1)
+    argv = ["trajectories", "--arm", f"Baseline={a}", "--arm", f"C={b}", *SMALL, "--device", "cpu"]
+    (tmp_path / "worker.py").write_text(
+        "import sys\nfrom ddpm_lens.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    run_torchrun(tmp_path / "worker.py", *argv, "--output_dir", tmp_path / "two")
+    assert main([*argv, "--output_dir", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / d / "trajectories.json").read_text()) for d in ("two", "one"))
+    assert [c["cached"] for c in two["checkpoints"]] == [False] * 4
+    assert two["rows"] == one["rows"] and two["comparisons"] == one["comparisons"]
