@@ -47,6 +47,29 @@ _EYE_WHITE = (245, 242, 238)
 _PUPIL = (12, 10, 10)
 _LID = (35, 25, 20)
 _TEETH = (240, 236, 228)
+# The factors a face is drawn from (face_factors), in this column order; all independent draws.
+FACE_FACTORS = (
+    "background_solid",
+    "background_level",
+    "head_scale",
+    "shift_x",
+    "shift_y",
+    "tilt",
+    "skin_tone",
+    "hair_colour",
+    "iris_colour",
+    "clothes_level",
+    "head_width",
+    "head_aspect",
+    "jaw",
+    "hair_length",
+    "fringe",
+    "eye_spacing",
+    "gaze",
+    "brow_raise",
+    "smile",
+    "mouth_width",
+)
 
 
 def _rgb(c) -> tuple[int, int, int]:
@@ -90,11 +113,14 @@ class _Canvas:
         self._draw.line(self._place(points), fill=fill, width=px, joint="curve")
 
 
-def _background(rng: np.random.Generator, size: int) -> Image.Image:
-    """Solid colour, or a linear gradient in a random direction: size x size RGB."""
+def _background(rng: np.random.Generator, size: int) -> tuple[Image.Image, dict]:
+    """Solid colour, or a linear gradient in a random direction: size x size RGB, and its factors."""
     c0 = rng.uniform(20, 240, size=3)
     if rng.random() < 0.35:
-        return Image.new("RGB", (size, size), _rgb(c0))
+        return Image.new("RGB", (size, size), _rgb(c0)), {
+            "background_solid": 1.0,
+            "background_level": c0.mean(),
+        }
     c1 = np.clip(c0 + rng.normal(0, 60, size=3), 0, 255)
     angle = rng.uniform(0, 2 * np.pi)
     # A linear ramp survives bilinear upsampling, so build it small and scale it up.
@@ -102,22 +128,35 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     t = np.cos(angle) * axis[None, :] + np.sin(angle) * axis[:, None] + 0.5  # (g, g)
     img = c0 * (1 - t[..., None]) + c1 * t[..., None]  # (g, g, 3)
     small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    return small.resize((size, size), Image.Resampling.BILINEAR)
+    level = (c0.mean() + c1.mean()) / 2
+    return small.resize((size, size), Image.Resampling.BILINEAR), {
+        "background_solid": 0.0,
+        "background_level": level,
+    }
 
 
-def _palette(rng: np.random.Generator) -> dict[str, tuple[int, int, int]]:
+def _palette(rng: np.random.Generator) -> tuple[dict[str, tuple[int, int, int]], dict]:
+    """The face's colours by part, and its factors (skin tone, hair, iris and clothes colour)."""
     tone = rng.uniform(0, len(_SKIN) - 1)
     lo = int(tone)
     hi = min(lo + 1, len(_SKIN) - 1)
     skin = _rgb(_SKIN[lo] + (tone - lo) * (_SKIN[hi] - _SKIN[lo]) + rng.normal(0, 6, size=3))
     weights = np.array([w for _, w in _HAIR])
-    hair_rgb = np.array(_HAIR[rng.choice(len(_HAIR), p=weights / weights.sum())][0], dtype=np.float64)
-    hair = _rgb(hair_rgb * rng.uniform(0.85, 1.15))
-    iris = _rgb(np.array(_IRIS[rng.integers(len(_IRIS))]) * rng.uniform(0.8, 1.2))
+    hair_index = int(rng.choice(len(_HAIR), p=weights / weights.sum()))
+    hair = _rgb(np.array(_HAIR[hair_index][0], dtype=np.float64) * rng.uniform(0.85, 1.15))
+    iris_index = int(rng.integers(len(_IRIS)))
+    iris = _rgb(np.array(_IRIS[iris_index]) * rng.uniform(0.8, 1.2))
     lips = _mix(skin, (170, 40, 50), rng.uniform(0.3, 0.6))
-    clothes = _rgb(rng.uniform(10, 245, size=3))
+    clothes_rgb = rng.uniform(10, 245, size=3)
+    clothes = _rgb(clothes_rgb)
     shade = _mix(skin, (40, 20, 10), 0.22)
-    return {
+    factors = {
+        "skin_tone": tone,
+        "hair_colour": hair_index,
+        "iris_colour": iris_index,
+        "clothes_level": clothes_rgb.mean(),
+    }
+    colours = {
         "skin": skin,
         "shade": shade,
         "nose": _mix(skin, shade, 0.7),
@@ -130,6 +169,7 @@ def _palette(rng: np.random.Generator) -> dict[str, tuple[int, int, int]]:
         "lip_line": _mix(lips, (0, 0, 0), 0.45),
         "clothes": clothes,
     }
+    return colours, factors
 
 
 def _head_outline(w: float, h: float, jaw: float, n: int = 64) -> np.ndarray:
@@ -158,16 +198,19 @@ def _hairline(rng: np.random.Generator, fringe: int, w: float, h: float, side_le
     return _curve(xs, ys * (1 - temple) + side_len * temple)
 
 
-def _draw_eyes(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: dict) -> float:
+def _draw_eyes(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: dict) -> tuple[float, dict]:
     """Eye whites, irises, pupils, highlights and upper lids, with eyebrows above.
 
-    Returns the face-local y of the bottom of the eyes, where the nose starts.
+    Returns the face-local y of the bottom of the eyes, where the nose starts, and the factors.
     """
     eye_y = rng.uniform(-0.03, 0.0)
-    eye_dx = w * rng.uniform(0.40, 0.47)
+    spacing = rng.uniform(0.40, 0.47)
+    eye_dx = w * spacing
     ew, eh = w * rng.uniform(0.20, 0.25), h * rng.uniform(0.055, 0.075)
-    look = rng.normal(0, 0.25) * ew * 0.4
-    brow_dy = h * rng.uniform(0.16, 0.24)
+    gaze = rng.normal(0, 0.25)
+    look = gaze * ew * 0.4
+    brow_raise = rng.uniform(0.16, 0.24)
+    brow_dy = h * brow_raise
     brow_arch = rng.uniform(0.0, 0.04)
     brow_w = rng.uniform(0.010, 0.018)
     ir = eh * 0.95
@@ -181,7 +224,7 @@ def _draw_eyes(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: di
         bx = np.linspace(ex - s * ew * 1.1, ex + s * ew * 1.15, 8)
         by = eye_y - brow_dy - brow_arch * np.sin(np.linspace(0.3, np.pi - 0.2, 8))
         c.line(_curve(bx, by), col["brow"], brow_w)
-    return eye_y + eh
+    return eye_y + eh, {"eye_spacing": spacing, "gaze": gaze, "brow_raise": brow_raise}
 
 
 def _draw_nose(c: _Canvas, rng: np.random.Generator, w: float, h: float, top: float, col: dict) -> None:
@@ -194,10 +237,11 @@ def _draw_nose(c: _Canvas, rng: np.random.Generator, w: float, h: float, top: fl
         c.poly(_ellipse(s * nw * 0.45, nose_y + 0.008, nw * 0.2, nw * 0.12, n=12), col["nostril"])
 
 
-def _draw_mouth(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: dict) -> None:
-    """Lips as a crescent whose curvature is the smile; broad smiles open to show teeth."""
+def _draw_mouth(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: dict) -> dict:
+    """Lips as a crescent whose curvature is the smile; broad smiles show teeth. Returns its factors."""
     mouth_y = h * rng.uniform(0.55, 0.63)
-    mw = w * rng.uniform(0.38, 0.5)
+    mouth_width = rng.uniform(0.38, 0.5)
+    mw = w * mouth_width
     smile = rng.uniform(-0.2, 1.0)
     mx = np.linspace(-mw, mw, 16)
     bulge = 1 - (mx / mw) ** 2  # 0 at the corners, 1 in the middle
@@ -211,24 +255,33 @@ def _draw_mouth(c: _Canvas, rng: np.random.Generator, w: float, h: float, col: d
             np.concatenate([_curve(mx * 0.85, upper + 0.004 * bulge), _curve(mx, teeth_low)[::-1]]), _TEETH
         )
     c.line(_curve(mx, upper + 0.002 * bulge), col["lip_line"], 0.004)
+    return {"smile": smile, "mouth_width": mouth_width}
 
 
-def draw_face(index: int, resolution: int = 64, *, seed: int = 0) -> np.ndarray:
-    """Draw face ``index`` of family ``seed`` as an (H, W, 3) uint8 array, H = W = resolution."""
-    if resolution < MIN_RESOLUTION:
-        raise UserError(f"synthetic faces need resolution >= {MIN_RESOLUTION}, got {resolution}")
+def _check(index: int, seed: int) -> None:
     if index < 0 or seed < 0:
         raise UserError(f"synthetic face index and seed must be >= 0, got index={index} seed={seed}")
+
+
+def _render(index: int, resolution: int, seed: int) -> tuple[np.ndarray, dict[str, float]]:
+    """Face ``index`` of family ``seed``: the (R, R, 3) uint8 image and its factors by name.
+
+    Every random draw comes from ``default_rng([seed, index])`` in one fixed order, none of
+    them depends on ``resolution``, so the factors are the same at every resolution.
+    """
     rng = np.random.default_rng([seed, index])
     size = resolution * _SUPERSAMPLE
-    background = _background(rng, size)
-    scale = rng.uniform(1.25, 1.45) * size
-    centre = np.array([0.5 + rng.normal(0, 0.02), 0.51 + rng.normal(0, 0.015)]) * size
-    c = _Canvas(background, centre, scale, tilt=rng.normal(0, 0.07))
-    col = _palette(rng)
+    background, factors = _background(rng, size)
+    head_scale = rng.uniform(1.25, 1.45)
+    shift_x, shift_y = rng.normal(0, 0.02), rng.normal(0, 0.015)
+    centre = np.array([0.5 + shift_x, 0.51 + shift_y]) * size
+    tilt = rng.normal(0, 0.07)
+    c = _Canvas(background, centre, head_scale * size, tilt=tilt)
+    col, palette_factors = _palette(rng)
 
     w = rng.uniform(0.205, 0.245)  # head half-width
-    h = w * rng.uniform(1.22, 1.38)  # head half-height
+    aspect = rng.uniform(1.22, 1.38)
+    h = w * aspect  # head half-height
     jaw = rng.uniform(0.15, 0.35)
     length = int(rng.choice(3, p=[0.35, 0.25, 0.40]))  # 0 short, 1 medium, 2 long
     fringe = int(rng.choice(4, p=[0.35, 0.30, 0.25, 0.10]))  # 0 parted, 1 bangs, 2 swept, 3 high
@@ -264,10 +317,54 @@ def draw_face(index: int, resolution: int = 64, *, seed: int = 0) -> np.ndarray:
     c.poly(np.concatenate([[[-w * 1.06, side_len]], crown, [[w * 1.06, side_len]], hairline]), col["hair"])
     c.line(hairline[2:-2], col["hairline"], 0.005)
 
-    eye_bottom = _draw_eyes(c, rng, w, h, col)
+    eye_bottom, eye_factors = _draw_eyes(c, rng, w, h, col)
     _draw_nose(c, rng, w, h, eye_bottom, col)
-    _draw_mouth(c, rng, w, h, col)
-    return np.asarray(c.img.resize((resolution, resolution), Image.Resampling.LANCZOS), dtype=np.uint8)
+    mouth_factors = _draw_mouth(c, rng, w, h, col)
+    factors.update(
+        head_scale=head_scale,
+        shift_x=shift_x,
+        shift_y=shift_y,
+        tilt=tilt,
+        **palette_factors,
+        head_width=w,
+        head_aspect=aspect,
+        jaw=jaw,
+        hair_length=length,
+        fringe=fringe,
+        **eye_factors,
+        **mouth_factors,
+    )
+    image = np.asarray(c.img.resize((resolution, resolution), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return image, {name: float(factors[name]) for name in FACE_FACTORS}
+
+
+def draw_face(index: int, resolution: int = 64, *, seed: int = 0) -> np.ndarray:
+    """Draw face ``index`` of family ``seed`` as an (H, W, 3) uint8 array, H = W = resolution."""
+    if resolution < MIN_RESOLUTION:
+        raise UserError(f"synthetic faces need resolution >= {MIN_RESOLUTION}, got {resolution}")
+    _check(index, seed)
+    return _render(index, resolution, seed)[0]
+
+
+def face_factors(index: int, *, seed: int = 0) -> dict[str, float]:
+    """The factors face ``index`` of family ``seed`` was drawn from, by name (:data:`FACE_FACTORS`).
+
+    These are the random draws themselves (independent of each other by construction), not
+    measurements of the image: e.g. ``smile`` is the mouth curvature drawn in [-0.2, 1]
+    before any pixel is set. Categorical factors are codes: ``hair_colour`` 0-6 (dark to
+    blonde, as :data:`_HAIR`), ``iris_colour`` 0-5, ``hair_length`` 0 short / 1 medium /
+    2 long, ``fringe`` 0 parted / 1 bangs / 2 swept / 3 high, ``background_solid`` 0/1.
+    """
+    _check(index, seed)
+    return _render(index, MIN_RESOLUTION, seed)[1]
+
+
+def face_factor_table(start: int, count: int, *, seed: int = 0) -> np.ndarray:
+    """Factors of faces ``start .. start + count - 1``: (count, F) float64, columns :data:`FACE_FACTORS`."""
+    rows = [face_factors(start + i, seed=seed) for i in range(count)]
+    return np.array([[row[name] for name in FACE_FACTORS] for row in rows], dtype=np.float64).reshape(
+        count, len(FACE_FACTORS)
+    )
 
 
 def sample_grid(n: int, resolution: int = 64, *, seed: int = 0) -> np.ndarray:
