@@ -120,3 +120,25 @@ def test_layer_statistics_read_the_tapped_activations(tiny_model):
     acts = extract_features(tiny_model, held, 0, ["in_conv"])["in_conv"].numpy()
     sigma = next(r for r in rows if (r["measure"], r["layer"], r["t"]) == ("sigma", "in_conv", 0))
     assert sigma["value"] == pytest.approx(acts.reshape(5, -1).std(axis=1).mean(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_channel_purity_reads_the_statistics_images_and_their_factors(tiny_model):
+    from ddpm_lens.analysis.channel_purity import channel_purity, channel_responses
+    from ddpm_lens.analysis.trajectory_measures import channel_purity_rows
+    from ddpm_lens.data.factors import dataset_factors
+
+    held = faces("test", 32, size=16)
+    ctx = context(tiny_model, held, held, stats_timesteps=(100,), layers=("in_conv",))
+    ctx.stats_images = held
+    ctx.stats_factors = dataset_factors("synthetic-faces", count=32, split="test")
+    rows = channel_purity_rows(ctx)
+    assert {(r["measure"], r["t"]) for r in rows} == {
+        (m, t) for m in ("purity", "purity_excess") for t in (0, 100)
+    }
+    acts = ctx.activations()[("noisy_t100", "in_conv")]
+    direct = channel_purity(channel_responses(acts), *ctx.stats_factors)["layer"]
+    got = next(r for r in rows if (r["measure"], r["t"]) == ("purity_excess", 100))
+    assert (got["value"], got["ci_low"], got["n"]) == (direct["mean_excess"], direct["excess_low"], 32)
+    ctx.stats_factors = None  # no labels: no rows
+    assert channel_purity_rows(ctx) == []

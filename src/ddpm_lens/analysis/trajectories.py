@@ -305,6 +305,18 @@ class _ImageSets:
             self._held[key] = _read(spec, n, cfg.dataset.resolution, data_dir)
         return self._held[key]
 
+    def held_out_factors(self, cfg, count: int):
+        """(factors (count, F), names) of the first ``count`` held-out images, or None (no labels)."""
+        from ddpm_lens.analysis.image_sources import DATASET_PREFIX, parse_dataset_spec
+        from ddpm_lens.data.factors import dataset_factors
+
+        spec = self.held_out_spec or f"dataset:{cfg.dataset.name}:test"
+        if not spec.startswith(DATASET_PREFIX):
+            return None
+        name, split = parse_dataset_spec(spec)
+        data_dir = self.data_dir or getattr(cfg.dataset, "root", None)
+        return dataset_factors(name, count=count, root=data_dir, split=split)
+
 
 def _read(spec, n, resolution, data_dir) -> torch.Tensor:
     from ddpm_lens.analysis.image_sources import open_source
@@ -331,6 +343,7 @@ def _measure_one(info, options, images, measures, cache, device) -> None:
         train_images=train[:n],
         held_out_images=held[:n],
         stats_images=held[: options.stats_num],
+        stats_factors=images.held_out_factors(cfg, len(held[: options.stats_num])),
         options=options,
         device=device,
     )

@@ -67,6 +67,7 @@ class CheckpointContext:
     stats_images: torch.Tensor  # (S, 3, R, R): the statistics images (held-out)
     options: TrajectoryOptions
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    stats_factors: tuple[np.ndarray, list[str]] | None = None  # the statistics images' factors (S, F), names
     kept: dict[str, np.ndarray] = field(default_factory=dict)
     _losses: tuple[np.ndarray, np.ndarray] | None = None
     _acts: dict | None = None
@@ -225,6 +226,44 @@ def cka_features(ctx: CheckpointContext) -> list[dict]:
     return []
 
 
+def channel_purity_rows(ctx: CheckpointContext) -> list[dict]:
+    """Per layer and condition: ``purity_excess`` (mean channel purity minus its shuffled-factor
+    null, :func:`ddpm_lens.analysis.channel_purity.channel_purity`, Ridgeway & Mozer's modularity;
+    interval: bootstrap over images) and ``purity`` (before the null is subtracted), on the
+    statistics images' factors. None without labelled factors, or with fewer statistics images
+    than the measure needs (4 per bin: 32 with its 8 bins; it was calibrated at 128)."""
+    from ddpm_lens.analysis.channel_purity import BINS, channel_purity, channel_responses
+
+    if ctx.stats_factors is None or len(ctx.stats_images) < 4 * BINS:
+        return []
+    factors, names = ctx.stats_factors
+    rows = []
+    for (cond, layer), a in ctx.activations().items():
+        result = channel_purity(channel_responses(a), factors[: len(a)], names, seed=ctx.options.seed)[
+            "layer"
+        ]
+        where = {"layer": layer, "t": _t_of(cond), "n": result["n_images"], "unit": UNIT_IMAGE}
+        rows.append(
+            row(
+                "purity_excess",
+                value=result["mean_excess"],
+                ci_low=result["excess_low"],
+                ci_high=result["excess_high"],
+                **where,
+            )
+        )
+        rows.append(
+            row(
+                "purity",
+                value=result["mean_purity"],
+                ci_low=result["purity_low"],
+                ci_high=result["purity_high"],
+                **where,
+            )
+        )
+    return rows
+
+
 @dataclass(frozen=True)
 class Measure:
     name: str
@@ -244,6 +283,9 @@ MEASURES: dict[str, Measure] = {
             "layer_statistics", layer_statistics, "Hoyer, hf_share, sigma, noise robustness per layer and t"
         ),
         Measure("cka_features", cka_features, "activations kept for CKA drift and arm-vs-arm CKA"),
+        Measure(
+            "channel_purity", channel_purity_rows, "channel purity (modularity) against labelled factors"
+        ),
     )
 }
 

@@ -36,6 +36,7 @@ STAT_PLOTS = (
     ("hf_share", "High-frequency power share"),
     ("noise_robustness", "Noise robustness: corr(noisy, clean) per channel"),
     ("sigma", "σ: std of activations over channels and positions"),
+    ("purity_excess", "Channel purity above its shuffled-factor null (modularity excess)"),
     ("cka_to_final", "Debiased CKA to the arm's final checkpoint (drift)"),
     ("cka_to_first_arm", "Debiased CKA to the first arm at the same step"),
 )
