@@ -27,6 +27,6 @@ echo "trained in ${SECONDS}s"
 "$PY" -m ddpm_lens trajectories \
   --arm "Baseline=$OUT/chkpts/tiny_study" --arm "C=$OUT/chkpts/tiny_study_c" \
   --arm "CS=$OUT/chkpts/tiny_cs" --arm "CR=$OUT/chkpts/tiny_cr" \
-  --loss_num 32 --loss_timesteps 0 10 50 100 300 700 --stats_num 8 --stats_timesteps 100 500 \
+  --loss_num 32 --loss_timesteps 0 10 50 100 700 --stats_num 8 --stats_timesteps 100 \
   --output_dir "$OUT/study" --no_progress
 echo "done in ${SECONDS}s: open $OUT/study/index.html"
