@@ -4,10 +4,10 @@ Writes 20 checkpoints of the tiny study model (configs/tiny_study.json: 32 px, 6
 images; each a differently perturbed model carrying its config), runs the study on them with
 a light grid (32 images, 6 loss timesteps, 8 statistics images clean and at t = 100, 500),
 adds a sixth checkpoint to one arm and runs it again on the same cache, all in one process.
-Prints per-checkpoint seconds (mean, min, max), the cross-checkpoint phase (CKA, comparisons), the peak RSS after each run (``ru_maxrss``: it
-should not grow with the number of checkpoints) and what the rerun cost against one
-checkpoint's measuring time. The load average is printed beside the figures: they are wall
-times on a shared machine.
+Prints per-checkpoint seconds (mean, min, max), the cross-checkpoint phase (CKA,
+comparisons), the peak RSS after each run (``ru_maxrss``: it should not grow with the number
+of checkpoints) and what the rerun cost against one checkpoint's measuring time. The load
+average is printed beside the figures: they are wall times on a shared machine.
 
     python benchmarks/trajectories_speed.py
 """
