@@ -38,6 +38,7 @@ COMMANDS = {
     "export": "ddpm_lens.cli.export",
     "fid": "ddpm_lens.cli.fid",
     "evaluate": "ddpm_lens.cli.evaluate",
+    "trajectories": "ddpm_lens.cli.trajectories",
     "jacobian": "ddpm_lens.cli.jacobian",
 }
 
