@@ -163,3 +163,12 @@ def test_two_uvit_arms_are_measured_at_the_steps_their_folders_name(tmp_path, fa
     # the arms' models differ: their losses at one step are not the same numbers
     loss = {(r["arm"], r["step"], r["t"]): r["value"] for r in rows if r["measure"] == "loss_held_out"}
     assert loss[("Baseline", "10", "500")] != loss[("C", "10", "500")]
+
+
+def test_a_uvit_arm_without_its_config_is_one_line_naming_the_flag(tmp_path, capsys):
+    run = _uvit_run(tmp_path / "base", seed=0)
+    out = tmp_path / "out"
+    assert main(["trajectories", "--arm", f"U={run}", *SMALL, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "U-ViT checkpoint" in err[0] and "carries no config" in err[0]
+    assert "--config" in err[0] and not out.exists()
