@@ -117,3 +117,22 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(UserError, match="needs an eps-prediction model"):
         check_parameterisation("x_0", "study", "--arm a=x.pt")
     check_parameterisation("x_0", "x0", "--arm a=x.pt")
+
+
+def test_exact_path_matches_one_backward_per_output_on_a_perturbed_uvit(one_thread):
+    """The same check on the study's U-ViT (16 px, patch 4): the Jacobian needs nothing of the UNet.
+    One backward for every 7th output (110 rows over every channel and patch; all 768 take 10 s)."""
+    from conftest import tiny_uvit
+
+    d = _diffusion()
+    model = tiny_uvit(3).double().requires_grad_(False)
+    x = noisy_point(torch.rand(3, 16, 16, dtype=torch.float64) * 2 - 1, 0, 500, d, seed=0)
+    f = denoiser_map(model, d, 500, Setting("full", 16))
+    jac = dense_jacobian(f, x, chunk=128)
+    picked = range(0, x.numel(), 7)
+    rows = []
+    for i in picked:
+        xi = x.clone().requires_grad_(True)
+        rows.append(torch.autograd.grad(f(xi)[i], xi)[0])
+    assert (torch.stack(rows) - jac[list(picked)]).abs().max() < 1e-8
+    assert (jac - torch.eye(768, dtype=torch.float64)).abs().max() > 1e-2  # the network contributes

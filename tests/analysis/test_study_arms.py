@@ -72,3 +72,28 @@ def test_study_file_paths_are_relative_to_it(tmp_path):
     study.write_text('{"arms": [{"label": "x"}]}')
     with pytest.raises(UserError, match="arm 1 needs"):
         read_study_file(study)
+
+
+def test_uvit_arms_are_ordered_by_the_step_in_their_folder_names(tmp_path, capsys):
+    """A U-ViT ckpts/ folder, or single <step>.ckpt/ folders: by step (numbers), with the arm's config,
+    never their nnet/optimizer .pth files as checkpoints, and no file-time warning."""
+    for step in (200, 10, 20):
+        for f in ("nnet.pth", "nnet_ema.pth", "optimizer.pth", "step.pth"):
+            _touch(tmp_path / "b" / "ckpts" / f"{step}.ckpt" / f)
+    one = tmp_path / "c" / "ckpts"
+    for step in (20, 10):
+        _touch(one / f"{step}.ckpt" / "nnet_ema.pth")
+    arm_b, arm_c = resolve_arms(
+        [
+            ("B", [str(tmp_path / "b" / "ckpts")], str(tmp_path / "b.py")),
+            ("C", [str(one / "20.ckpt"), str(one / "10.ckpt")], None),
+        ],
+        config=tmp_path / "c.py",
+    )
+    assert [r.step for r in arm_b.checkpoints] == [10, 20, 200] and arm_b.ordered_by == "step"
+    assert [r.path.name for r in arm_b.checkpoints] == ["10.ckpt", "20.ckpt", "200.ckpt"]
+    assert {r.config for r in arm_b.checkpoints} == {tmp_path / "b.py"}
+    assert [r.step for r in arm_c.checkpoints] == [10, 20] and arm_c.ordered_by == "step"
+    assert {r.config for r in arm_c.checkpoints} == {tmp_path / "c.py"}
+    assert all(r.epoch is None for r in arm_b.checkpoints + arm_c.checkpoints)
+    assert "warning" not in capsys.readouterr().err

@@ -46,3 +46,19 @@ def test_a_folder_of_runs_stands_for_its_runs_and_empty_folders_are_errors(tmp_p
         "chkpts/a",
         "x/a",
     ]
+
+
+def test_uvit_ckpts_folders_are_checkpoints_ordered_by_their_step(tmp_path):
+    """The study's U-ViT workdir: ckpts/<step>.ckpt/ folders holding nnet.pth; 100 after 20 (numbers,
+    not text); a folder without nnet files, or not named <step>.ckpt, is no checkpoint."""
+    ckpts = tmp_path / "celeba64_uvit" / "ckpts"
+    for step in (100, 20, 10):
+        touch(ckpts / f"{step}.ckpt" / "nnet.pth")
+        touch(ckpts / f"{step}.ckpt" / "nnet_ema.pth")
+    touch(ckpts / "30.ckpt" / "step.pth")  # half-written: no weights
+    touch(ckpts / "best" / "nnet_ema.pth")
+    (found,) = find_runs([tmp_path / "celeba64_uvit"])
+    assert found.name == "ckpts" and found.config is None
+    assert [p.name for p in found.checkpoints] == ["10.ckpt", "20.ckpt", "100.ckpt"]
+    (again,) = find_runs([ckpts], config=tmp_path / "uvit.py")
+    assert again.checkpoints == found.checkpoints and again.config == tmp_path / "uvit.py"

@@ -108,3 +108,33 @@ def test_evaluate_refuses_to_replace_the_users_files_and_creates_no_folder(tmp_p
     assert (site / "plots/quality_by_epoch.png").read_bytes() == PNG + b"mine"
     assert main([*argv, "--output_dir", str(tmp_path / "new" / "out")]) == 2  # the run folder is missing
     assert not (tmp_path / "new").exists()
+
+
+def test_evaluate_scores_a_uvit_run_by_the_steps_of_its_folders(tmp_path, monkeypatch, fake_network):
+    """A U-ViT workdir (ckpts/<step>.ckpt/ folders) with its .py config: found, scored with its EMA
+    weights, and labelled by step (U-ViT checkpoints have no epoch)."""
+    import torch
+    from conftest import UVIT_STUDY_CONFIG, tiny_uvit
+
+    for k, step in enumerate((20, 10)):
+        folder = tmp_path / "uvit" / "ckpts" / f"{step}.ckpt"
+        folder.mkdir(parents=True)
+        torch.save(tiny_uvit(2 * k).state_dict(), folder / "nnet.pth")
+        torch.save(tiny_uvit(2 * k + 1).state_dict(), folder / "nnet_ema.pth")
+    config = tmp_path / "celeba16_uvit.py"
+    config.write_text(UVIT_STUDY_CONFIG)
+    monkeypatch.setattr(inception_features, "InceptionFeatures", lambda device: fake_network)
+    out = tmp_path / "evaluation"
+    argv = ["evaluate", str(tmp_path / "uvit"), "--config", str(config), "--reference"]
+    argv += ["dataset:synthetic-faces:test", "--num", "4", "--steps", "2", "--loss_num", "2"]
+    argv += ["--output_dir", str(out), "--cache_dir", str(tmp_path / "cache")]
+    assert main([*argv, "--no_progress", "--device", "cpu"]) == 0
+    with open(out / "evaluation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["checkpoint"], r["epoch"], r["step"], r["weights"]) for r in rows] == [
+        ("ckpts", "10.ckpt", "", "10", "ema"),
+        ("ckpts", "20.ckpt", "", "20", "ema"),
+    ]
+    assert rows[0]["fid"] != rows[1]["fid"]
+    table = (out / "evaluation_table.txt").read_text()
+    assert "step 10" in table and "step 20" in table

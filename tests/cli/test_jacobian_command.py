@@ -162,3 +162,47 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ckpts, faces,
     lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow  # 6.5 s on 2 busy cores: two exact 768-dim Jacobians, autograd's, and the plots
+def test_uvit_checkpoint_folders_give_the_exact_spectrum_of_their_denoiser(tmp_path, face_folder, one_thread):
+    """Two U-ViT ckpts/<step>.ckpt/ folders of one arm with their .py config: spectra.csv holds the
+    singular values of the Jacobian that autograd forms on its own (EMA weights, seed 0's noise at
+    t=500), and each checkpoint is placed by its step."""
+    from conftest import UVIT_STUDY_CONFIG, tiny_uvit
+
+    from ddpm_lens.analysis.jacobian_map import Setting, denoiser_map, noisy_point
+    from ddpm_lens.core.checkpoint import load_model
+    from ddpm_lens.data.datasets import load_images
+
+    config = tmp_path / "celeba16_uvit.py"
+    config.write_text(UVIT_STUDY_CONFIG)
+    for k, step in enumerate((10, 20)):
+        folder = tmp_path / "ckpts" / f"{step}.ckpt"
+        folder.mkdir(parents=True)
+        torch.save(tiny_uvit(2 * k).state_dict(), folder / "nnet.pth")
+        torch.save(tiny_uvit(2 * k + 1).state_dict(), folder / "nnet_ema.pth")
+    image = str(sorted(face_folder.iterdir())[0])
+    out = tmp_path / "out"
+    ckpts = [tmp_path / "ckpts" / f"{s}.ckpt" for s in (10, 20)]
+    arms = [a for c in ckpts for a in ("--arm", f"U={c}")]
+    args = [*arms, "--config", str(config), "--t", "500", "--k", "6", "--method", "exact", "--chunk", "256"]
+    args += ["--images", image]
+    assert _run(args, out) == 0
+    spectra = list(csv.DictReader((out / "spectra.csv").open()))
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["step"], r["epoch"], r["method"]) for r in summary] == [
+        ("10", "", "exact"),
+        ("20", "", "exact"),
+    ]
+    assert (out / "plots" / "effdim_vs_checkpoint.png").stat().st_size > 0
+
+    model, diffusion, _ = load_model(config, ckpts[1])  # EMA weights, as the command's default
+    x = noisy_point(load_images([image], 16)[0], 0, 500, diffusion, seed=0)
+    f = denoiser_map(model.requires_grad_(False), diffusion, 500, Setting("full", 16))
+    dense = torch.autograd.functional.jacobian(f, x, vectorize=True)
+    expected = torch.linalg.svdvals(dense.double())[:6]
+    got = torch.tensor([float(r["sigma"]) for r in spectra if r["model"] == "1"], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    other = [float(r["sigma"]) for r in spectra if r["model"] == "0"]
+    assert abs(other[0] - float(got[0])) > 1e-3  # the steps' models differ

@@ -110,3 +110,65 @@ def test_two_torchrun_processes_split_the_checkpoints_and_match_one_process(tmp_
     two, one = (json.loads((tmp_path / d / "trajectories.json").read_text()) for d in ("two", "one"))
     assert [c["cached"] for c in two["checkpoints"]] == [False] * 4
     assert two["rows"] == one["rows"] and two["comparisons"] == one["comparisons"]
+
+
+def _uvit_run(workdir, seed):
+    """A U-ViT workdir as the study's train script leaves it: ckpts/<step>.ckpt/ at steps 10 and 20,
+    each with its own raw and EMA weights."""
+    import torch
+
+    from tests.conftest import tiny_uvit
+
+    for k, step in enumerate((10, 20)):
+        folder = workdir / "ckpts" / f"{step}.ckpt"
+        folder.mkdir(parents=True)
+        torch.save(tiny_uvit(seed + 2 * k).state_dict(), folder / "nnet.pth")
+        torch.save(tiny_uvit(seed + 2 * k + 1).state_dict(), folder / "nnet_ema.pth")
+        torch.save(step, folder / "step.pth")
+    return workdir
+
+
+def test_two_uvit_arms_are_measured_at_the_steps_their_folders_name(tmp_path, face_folder):
+    """U-ViT run folders with their .py configs (a study file's per-arm "config"): every row carries
+    the step from its <step>.ckpt folder's name, the x axis is the step, and the arms meet at equal steps."""
+    from tests.conftest import UVIT_STUDY_CONFIG
+
+    _uvit_run(tmp_path / "base", seed=0)
+    _uvit_run(tmp_path / "c", seed=10)
+    for name in ("base", "c"):
+        (tmp_path / f"{name}.py").write_text(UVIT_STUDY_CONFIG)
+    study = tmp_path / "study.json"
+    arms = [
+        {"label": "Baseline", "paths": ["base"], "config": "base.py"},
+        {"label": "C", "paths": ["c/ckpts/20.ckpt", "c/ckpts/10.ckpt"], "config": "c.py"},
+    ]
+    study.write_text(json.dumps({"arms": arms}))
+    small = [*SMALL[: SMALL.index("--layers")], "--layers", "patch_embed", "mid_block", "--no_progress"]
+    out = tmp_path / "out"
+    faces = str(face_folder)
+    argv = ["trajectories", "--study", str(study), "--train_images", faces, "--held_out", faces, *small]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    with open(out / "trajectories.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    where = {(r["arm"], r["checkpoint"], r["step"], r["epoch"]) for r in rows}
+    assert where == {(a, f"{s}.ckpt", str(s), "") for a in ("Baseline", "C") for s in (10, 20)}
+    assert {r["layer"] for r in rows if r["measure"] == "hoyer"} == {"patch_embed", "mid_block"}
+    assert {r["step"] for r in rows if r["measure"] == "cka_to_first_arm"} == {"10", "20"}
+    record = json.loads((out / "trajectories.json").read_text())
+    assert record["settings"]["x_axis"] == "step"
+    assert [(c["arm"], c["x"], c["weights"]) for c in record["checkpoints"]] == [
+        (a, s, "ema") for a in ("Baseline", "C") for s in (10, 20)
+    ]
+    assert {c["x"] for c in record["comparisons"]} == {10, 20}
+    # the arms' models differ: their losses at one step are not the same numbers
+    loss = {(r["arm"], r["step"], r["t"]): r["value"] for r in rows if r["measure"] == "loss_held_out"}
+    assert loss[("Baseline", "10", "500")] != loss[("C", "10", "500")]
+
+
+def test_a_uvit_arm_without_its_config_is_one_line_naming_the_flag(tmp_path, capsys):
+    run = _uvit_run(tmp_path / "base", seed=0)
+    out = tmp_path / "out"
+    assert main(["trajectories", "--arm", f"U={run}", *SMALL, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "U-ViT checkpoint" in err[0] and "carries no config" in err[0]
+    assert "--config" in err[0] and not out.exists()

@@ -60,7 +60,9 @@ def test_the_seed_command_writes_the_full_tree_with_token_maps(uvit_run):
         assert {r["layer"] for r in csv.DictReader(f)} == set(SEED_LAYERS)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert "| `mid_block` | (32, 4, 4) | (32, 4, 4) |" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "| `mid_block` | (32, 4, 4) | (32, 4, 4) |" in readme
+    assert readme.count(".ckpt` | step 40 |") == 2  # from the folder's name, 40.ckpt: a step, not an epoch
 
 
 @pytest.mark.slow  # the report's plots: ~15 s of CPU

@@ -69,7 +69,7 @@ class JacobianResult:
     spectra: list[dict] = field(default_factory=list)  # one row per model × t × image × rank
     summary: list[dict] = field(default_factory=list)  # one row per model × t × image
     vectors: dict = field(default_factory=dict)  # (model index, t) -> (k, n) left singular vectors, image 0
-    models: list[dict] = field(default_factory=list)  # index, arm, checkpoint, epoch
+    models: list[dict] = field(default_factory=list)  # index, arm, checkpoint, epoch, step (U-ViT)
     settings: dict = field(default_factory=dict)
 
 
@@ -173,6 +173,7 @@ def analyse(
                 "arm": arm.label,
                 "checkpoint": arm.path,
                 "epoch": weights.epoch,
+                "step": weights.step,
                 "weights": weights.which,
             }
         )
@@ -188,6 +189,7 @@ def analyse(
                 "arm": arm.label,
                 "model": index,
                 "epoch": weights.epoch,
+                "step": weights.step,
                 "t": t,
                 "image": i,
                 "method": method,
@@ -226,6 +228,7 @@ def analyse(
                         "arm": arm.label,
                         "model": index,
                         "epoch": weights.epoch,
+                        "step": weights.step,
                         "t": t,
                         "image": i,
                         "rank": r + 1,

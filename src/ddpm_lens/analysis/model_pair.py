@@ -79,6 +79,7 @@ class LoadedModel:
             "sha256": self.sha256,
             "config": self.config.source,
             "epoch": self.weights.epoch,
+            "step": self.weights.step,  # a U-ViT <step>.ckpt/ folder's (it has no epoch)
             "weights": self.weights.description,
             "curriculum_stage": self.weights.curriculum_stage,  # the study's key: 0-based, -1 without
             "stage_name": self.weights.stage_name,

@@ -8,9 +8,12 @@ file (JSON)::
 
 Each PATH is a checkpoint file (``.pt``, ``.pth``, ``.safetensors``), a diffusers folder, a run
 folder of checkpoints in any layout :mod:`~ddpm_lens.analysis.training_runs` reads (ours and the
-study's ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt``, ddpm-torch's ``<name>_<epoch>.pt``), or a folder
-of such run folders. Checkpoints are ordered by the epoch in their file name; an arm holding a
-file without one is ordered by file modification time instead, with a warning that says so.
+study's ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt``, ddpm-torch's ``<name>_<epoch>.pt``, a U-ViT run's
+``ckpts/`` of ``<step>.ckpt/`` folders), one U-ViT ``<step>.ckpt/`` folder, or a folder of such run
+folders. Checkpoints are ordered by the epoch in their file name (U-ViT folders: by the step in
+theirs); an arm holding a checkpoint without one is ordered by file modification time instead,
+with a warning that says so. A U-ViT arm needs its ``.py`` config (``config`` in the study file,
+or ``--config``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from ddpm_lens.analysis.training_runs import SUFFIXES, find_runs
 from ddpm_lens.core.checkpoint import parse_epoch
+from ddpm_lens.core.uvit_checkpoint import is_uvit_folder, uvit_step
 from ddpm_lens.util.errors import UserError, warn
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]*$")
@@ -34,13 +38,14 @@ class CheckpointRef:
     path: Path
     config: Path | None  # the config file to build it with; None: the one it carries
     epoch: int | None  # from the file name; None where it has none
+    step: int | None = None  # a U-ViT folder's, from its name ``<step>.ckpt``
 
 
 @dataclass(frozen=True)
 class Arm:
     label: str
     checkpoints: tuple[CheckpointRef, ...]  # in training order
-    ordered_by: str  # "epoch" | "file time"
+    ordered_by: str  # "epoch" | "step" | "file time"
 
 
 def parse_arm(spec: str) -> tuple[str, list[str]]:
@@ -111,11 +116,14 @@ def resolve_arms(
         if all(r.epoch is not None for r in refs):
             refs.sort(key=lambda r: (r.epoch, r.path.name))
             ordered_by = "epoch"
+        elif all(r.step is not None for r in refs):
+            refs.sort(key=lambda r: (r.step, r.path.name))
+            ordered_by = "step"
         else:
             missing = next(r.path.name for r in refs if r.epoch is None)
             warn(
-                f"arm {label}: {missing} has no epoch number in its name (<name>_<epoch>.pt); "
-                "its checkpoints are ordered by file modification time"
+                f"arm {label}: {missing} has no epoch number in its name (<name>_<epoch>.pt, or "
+                "<step>.ckpt for U-ViT folders); its checkpoints are ordered by file modification time"
             )
             refs.sort(key=lambda r: (r.path.stat().st_mtime, r.path.name))
             ordered_by = "file time"
@@ -131,6 +139,8 @@ def _checkpoints_of(path: Path, config: str | None, label: str) -> list[Checkpoi
         if path.suffix not in SUFFIXES:
             raise UserError(f"arm {label}: {path} is not a checkpoint ({', '.join(SUFFIXES)})")
         return [CheckpointRef(path, cfg or _run_config(path.parent), parse_epoch(path))]
+    if is_uvit_folder(path):  # one U-ViT checkpoint, <step>.ckpt/
+        return [CheckpointRef(path, cfg, None, uvit_step(path))]
     if _is_diffusers(path):
         return [CheckpointRef(path, cfg, parse_epoch(path))]
     try:
@@ -147,7 +157,13 @@ def _checkpoints_of(path: Path, config: str | None, label: str) -> list[Checkpoi
             ) from None
         own = cfg or _run_config(path)
         return [CheckpointRef(p, own if p.is_file() else cfg, parse_epoch(p)) for p in loose + diffusers]
-    return [CheckpointRef(c, run.config, parse_epoch(c)) for run in runs for c in run.checkpoints]
+    return [_ref(c, run.config) for run in runs for c in run.checkpoints]
+
+
+def _ref(path: Path, config: Path | None) -> CheckpointRef:
+    if path.is_dir() and is_uvit_folder(path):
+        return CheckpointRef(path, config, None, uvit_step(path))
+    return CheckpointRef(path, config, parse_epoch(path))
 
 
 def _run_config(folder: Path) -> Path | None:

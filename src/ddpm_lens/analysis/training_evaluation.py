@@ -188,9 +188,12 @@ def _reference(spec, res, *, num, loss_num, network, data_dir, batch_size, cache
 
 
 def _step_of(path) -> int | None:
-    """The optimizer step a ddpm-lens checkpoint records, if any."""
+    """The optimizer step a ddpm-lens checkpoint records, or a U-ViT folder's name says, if any."""
     from ddpm_lens.core.checkpoint import read_checkpoint
+    from ddpm_lens.core.uvit_checkpoint import is_uvit_folder, uvit_step
 
+    if is_uvit_folder(path):
+        return uvit_step(path)
     if str(path).endswith(".safetensors"):
         return None
     obj = read_checkpoint(path)

@@ -2,9 +2,11 @@
 
 A run folder holds checkpoints named ``<name>_<epoch>.pt`` (ddpm-torch) or
 ``<name>_<YYYYmmdd_HHMMSS>_<epoch>.pt`` (ddpm-lens runs and the study's folders), ``.pth`` and
-``.safetensors`` too. A folder without checkpoints whose subfolders have them (``chkpts/``)
-stands for those runs. A run's config is ``config`` if given, else its ``config.json``
-(ddpm-lens runs), else the one each checkpoint carries.
+``.safetensors`` too, or the study's U-ViT checkpoint folders ``<step>.ckpt/`` (``nnet.pth``,
+``nnet_ema.pth``; a U-ViT run's ``ckpts/``), ordered by their step. A folder without checkpoints
+whose subfolders have them (``chkpts/``, a U-ViT workdir) stands for those runs. A run's config
+is ``config`` if given, else its ``config.json`` (ddpm-lens runs), else the one each checkpoint
+carries (a U-ViT run carries none: pass its ``.py`` config).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddpm_lens.core.checkpoint import parse_epoch
+from ddpm_lens.core.uvit_checkpoint import is_uvit_folder, uvit_step
 from ddpm_lens.util.errors import UserError
 
 SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -25,17 +28,20 @@ class TrainingRun:
     name: str
     folder: Path
     config: Path | None
-    checkpoints: tuple[Path, ...]  # by epoch, then name
+    checkpoints: tuple[Path, ...]  # by epoch (U-ViT folders: by step), then name
+
+
+def checkpoint_number(path: Path) -> int | None:
+    """The epoch in a checkpoint file's name, or the step of a U-ViT ``<step>.ckpt/`` folder."""
+    if path.is_dir():
+        return uvit_step(path) if is_uvit_folder(path) else None
+    return parse_epoch(path) if path.suffix in SUFFIXES else None
 
 
 def checkpoints_in(folder: Path) -> list[Path]:
-    """The checkpoints of ``folder`` (not recursive), by epoch then file name."""
-    found = [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".") and parse_epoch(p) is not None
-    ]
-    return sorted(found, key=lambda p: (parse_epoch(p), p.name))
+    """The checkpoints of ``folder`` (not recursive), by epoch or step, then name."""
+    found = [p for p in folder.iterdir() if not p.name.startswith(".") and checkpoint_number(p) is not None]
+    return sorted(found, key=lambda p: (checkpoint_number(p), p.name))
 
 
 def find_runs(
@@ -55,7 +61,7 @@ def find_runs(
         if not subs:
             raise UserError(
                 f"no checkpoints in {d} or its subfolders: expected files named <name>_<epoch>.pt "
-                "or <name>_<YYYYmmdd_HHMMSS>_<epoch>.pt"
+                "or <name>_<YYYYmmdd_HHMMSS>_<epoch>.pt, or U-ViT folders <step>.ckpt/ holding nnet.pth"
             )
         folders += subs
     names = [f.name for f in folders]

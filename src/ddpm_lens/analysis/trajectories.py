@@ -238,13 +238,13 @@ def _config_of(ref: CheckpointRef, carried: dict | None):
 
 
 def _peek(ref: CheckpointRef):
-    """(config, recorded optimizer step or None, the config dict the file carries when used)
-    without building the model."""
+    """(config, recorded optimizer step or None (a U-ViT folder's: in its name), the config dict
+    the file carries when used) without building the model."""
     from ddpm_lens.core.checkpoint import load_weights, resolve_config
     from ddpm_lens.core.config import load_config
     from ddpm_lens.core.safe_load import read_checkpoint
 
-    step = None
+    step = ref.step
     if ref.path.is_file() and ref.path.suffix != ".safetensors":
         obj = read_checkpoint(ref.path)
         value = obj.get("step") if isinstance(obj, dict) else None

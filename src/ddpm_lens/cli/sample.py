@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sampler == "ddim" and not 1 <= args.steps <= cfg.diffusion.timesteps:
         raise UserError(f"--steps must be in 1..{cfg.diffusion.timesteps}, got {args.steps}")
     diffusion = GaussianDiffusion.from_config(cfg.diffusion).to(device)
-    print(f"sampling {args.num} images with {weights.description} of {args.ckpt} (epoch {weights.epoch})")
+    when = f"epoch {weights.epoch}" if weights.step is None else f"step {weights.step}"  # U-ViT: a step
+    print(f"sampling {args.num} images with {weights.description} of {args.ckpt} ({when})")
     res = cfg.dataset.resolution
     generator = torch.Generator(device).manual_seed(args.seed)
     x = diffusion.sample(

@@ -62,6 +62,7 @@ class Weights:
     curriculum_stage: int | None = None  # the study's key: 0-based stage at saving, -1 without stages
     stage_name: str | None = None  # that stage's name in the file's curriculum_config
     timestamp: str | None = None  # the study's key: when the file was saved (YYYYmmdd_HHMMSS)
+    step: int | None = None  # a U-ViT folder's training step (its name, ``<step>.ckpt``); it has no epoch
 
     @property
     def description(self) -> str:
@@ -179,7 +180,7 @@ def _pick_weights(path: str | os.PathLike, *, use_ema: bool) -> Weights:
 
     if is_uvit_folder(path):  # the study's U-ViT runs: nnet.pth / nnet_ema.pth (core/uvit_checkpoint.py)
         state_dict, which, step = read_uvit_folder(path, use_ema=use_ema)
-        return Weights(strip_prefixes(state_dict), which, str(path), step, None)
+        return Weights(strip_prefixes(state_dict), which, str(path), None, None, step=step)
     if Path(path).is_dir():  # a diffusers folder: converted, with its config (core/diffusers_format.py)
         from ddpm_lens.core.diffusers_format import read_folder
 
@@ -294,6 +295,13 @@ def resolve_config(
     beside = Path(weights.path).parent / "config.json"
     if beside.is_file():
         return load_config(beside)
+    from ddpm_lens.core.uvit_checkpoint import is_uvit_folder
+
+    if is_uvit_folder(weights.path):
+        raise UserError(
+            f"U-ViT checkpoint {weights.path} carries no config: pass the run's config file with {flag} "
+            f"(e.g. {flag} configs/celeba64_uvit_small.py, read without running it)"
+        )
     raise UserError(
         f"checkpoint {weights.path} carries no config and has no config.json beside it: pass its JSON "
         f"config with {flag} (e.g. {flag} configs/celeba.json)"

@@ -29,7 +29,7 @@ def read_uvit_folder(
     path: str | os.PathLike, *, use_ema: bool
 ) -> tuple[dict[str, torch.Tensor], str, int | None]:
     """``(state_dict, which, step)``: ``nnet_ema.pth`` with ``use_ema`` (else ``nnet.pth``; the other
-    when only one is there, with a warning); the step from the folder's name ``<step>.ckpt``."""
+    when only one is there, with a warning); the step from the folder's name (:func:`uvit_step`)."""
     p = Path(path)
     which = "ema" if use_ema else "model"
     if not (p / FILES[which]).is_file():
@@ -45,5 +45,10 @@ def read_uvit_folder(
         raise UserError(
             f"checkpoint {p / FILES[which]} is not a state dict (name -> tensor) as U-ViT's nnet files are"
         )
-    m = re.fullmatch(r"(\d+)\.ckpt", p.name)
-    return obj, which, int(m.group(1)) if m else None
+    return obj, which, uvit_step(p)
+
+
+def uvit_step(path: str | os.PathLike) -> int | None:
+    """The training step in a U-ViT checkpoint folder's name, ``<step>.ckpt``; None for another name."""
+    m = re.fullmatch(r"(\d+)\.ckpt", Path(path).name)
+    return int(m.group(1)) if m else None

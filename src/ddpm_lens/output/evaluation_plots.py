@@ -2,8 +2,9 @@
 :mod:`ddpm_lens.output.plots`: each function draws one figure, writes it atomically as PNG
 and returns the ``Figure``.
 
-- :func:`quality_by_epoch`: FID, KID, precision, recall and the held-out loss against epoch,
-  one line per run (the best checkpoint of each run ringed);
+- :func:`quality_by_epoch`: FID, KID, precision, recall and the held-out loss against epoch
+  (against step for U-ViT runs, whose checkpoints have none), one line per run (the best
+  checkpoint of each run ringed);
 - :func:`loss_by_timestep`: one run's held-out denoising loss against t, one line per checkpoint
   (viridis from the first checkpoint, dark, to the last, light);
 - :func:`last_loss_by_timestep`: the same for each run's last checkpoint, one line per run.
@@ -57,7 +58,9 @@ def quality_by_epoch(rows: Sequence[Mapping], path: str | os.PathLike, *, title:
             if k == 0:
                 handles.append(line)
         ax.set_title(name, fontsize=11)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(
+            "step" if all(r.get("epoch") is None and r.get("step") is not None for r in rows) else "epoch"
+        )
         epochs = sorted({_x(r, j) for run in runs for j, r in enumerate(r for r in rows if r["run"] == run)})
         if len(epochs) <= 12:
             ax.set_xticks(epochs, [f"{e:g}" for e in epochs])
@@ -126,7 +129,11 @@ def _loss_axes(ax, rows: Sequence[Mapping]) -> None:
 
 
 def _x(row: Mapping, index: int) -> float:
-    return float(row["epoch"]) if row.get("epoch") is not None else float(index)
+    """The epoch, else the step (U-ViT's ``<step>.ckpt/`` folders have no epoch), else the order."""
+    for key in ("epoch", "step"):
+        if row.get(key) is not None:
+            return float(row[key])
+    return float(index)
 
 
 def _value(v) -> float:

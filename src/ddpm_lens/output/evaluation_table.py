@@ -21,8 +21,11 @@ RULE = "=" * 80
 
 
 def checkpoint_label(row: dict, duplicates: bool) -> str:
-    """``epoch E``, or ``epoch E, step S`` where a run has several checkpoints of one epoch."""
+    """``epoch E``, or ``epoch E, step S`` where a run has several checkpoints of one epoch;
+    ``step S`` for a checkpoint with a step and no epoch (U-ViT's ``<step>.ckpt/``)."""
     epoch = row.get("epoch")
+    if epoch is None and row.get("step") is not None:
+        return f"step {row['step']}"
     label = f"epoch {epoch}" if epoch is not None else row["checkpoint"]
     return f"{label}, step {row['step']}" if duplicates and row.get("step") is not None else label
 

@@ -69,7 +69,7 @@ def effdim_plot(
     summary: Sequence[Mapping], models: Sequence[Mapping], path: str | os.PathLike, *, against: str
 ):
     """``against`` "t": one line per model; "epoch": one line per arm and t, x = the checkpoint's
-    epoch (or its order)."""
+    epoch (a U-ViT folder's step; else its order)."""
     fig = _figure(width=11.0, height=4.2)
     axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
     ts = sorted({r["t"] for r in summary})
@@ -86,7 +86,7 @@ def effdim_plot(
         else:
             for i, arm in enumerate(arms):
                 ckpts = [m for m in models if m["arm"] == arm]
-                xs = [m["epoch"] if m["epoch"] is not None else j for j, m in enumerate(ckpts)]
+                xs = [_when(m, j) for j, m in enumerate(ckpts)]
                 for j, t in enumerate(ts):
                     pts = [
                         mean_ci([r[metric] for r in summary if r["model"] == m["index"] and r["t"] == t])
@@ -101,7 +101,7 @@ def effdim_plot(
                         label,
                         style=("-", "--", ":", "-.")[j % 4],
                     )
-            ax.set_xlabel("checkpoint epoch (order where the file names none)")
+            ax.set_xlabel("checkpoint epoch (U-ViT: step; order where the name gives none)")
         ax.set_title(name, fontsize=11)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -162,8 +162,16 @@ def _model_label(model: Mapping, models: Sequence[Mapping]) -> str:
     same_arm = sum(1 for m in models if m["arm"] == model["arm"])
     if same_arm == 1:
         return model["arm"]
-    return (
-        f"{model['arm']} @ {model['epoch']}"
-        if model["epoch"] is not None
-        else f"{model['arm']} #{model['index']}"
-    )
+    if model["epoch"] is not None:
+        return f"{model['arm']} @ {model['epoch']}"
+    if model.get("step") is not None:
+        return f"{model['arm']} @ step {model['step']}"
+    return f"{model['arm']} #{model['index']}"
+
+
+def _when(model: Mapping, order: int) -> int:
+    """A checkpoint's place on the x axis: its epoch, else its step (U-ViT folders), else its order."""
+    for key in ("epoch", "step"):
+        if model.get(key) is not None:
+            return model[key]
+    return order

@@ -15,6 +15,13 @@ def measured_shapes(rows: list[dict], layers: list[str]) -> dict[str, dict[str, 
     return shapes
 
 
+def epoch_cell(d: dict) -> str:
+    """The epoch, else ``step S`` (a U-ViT ``<step>.ckpt/`` folder has no epoch), else None's text."""
+    if d.get("epoch") is None and d.get("step") is not None:
+        return f"step {d['step']}"
+    return str(d.get("epoch"))
+
+
 def stage_cell(d: dict) -> str:
     """``curriculum_stage`` as the run README shows it: 1-based with its name, "none", or "—"."""
     stage = d.get("curriculum_stage")
@@ -59,7 +66,7 @@ def run_readme(plan: Plan, result: StreamResult, figures: int, manifest: dict) -
     for m in plan.models:
         d = m.describe()
         lines.append(
-            f"| {d['label']} | `{d['checkpoint']}` | {d['epoch']} | {stage_cell(d)} | {d['weights']} | "
+            f"| {d['label']} | `{d['checkpoint']}` | {epoch_cell(d)} | {stage_cell(d)} | {d['weights']} | "
             f"`{d['config']}` | `{d['sha256'][:16]}…` |"
         )
     comparisons = opts.num_samples * len(conds) * len(plan.layers)
