@@ -67,9 +67,7 @@ def test_two_arms_exact_writes_spectra_effdim_vectors_and_page(tmp_path, ckpts, 
     code = _run(
         [
             "--arm",
-            f"A={ckpts['a1']}",
-            "--arm",
-            f"A={ckpts['a2']}",
+            f"A={ckpts['a1']},{ckpts['a2']}",
             "--arm",
             f"B={ckpts['b']}",
             "--t",
@@ -143,7 +141,8 @@ def test_fast_path_in_the_gray_setting_reports_bounds(tmp_path, ckpts, faces, on
     [
         (["--t", "1000"], "--t 1000 is outside [0, 1000)"),
         (["--k", "193"], "--k 193 is outside 1..192"),
-        (["--arm", "nolabel"], "is not LABEL=CHECKPOINT"),
+        (["--arm", "nolabel"], "is not LABEL=PATH[,PATH...]"),
+        (["--arm", "A={mean}"], "arm label(s) given twice: A"),
         (["--quantity", "study", "--arm", "M={mean}"], "eps- and x_0-prediction models only"),
         (["--images", "{img}"], "is 16×16 but the model takes 8×8"),
     ],

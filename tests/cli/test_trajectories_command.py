@@ -73,6 +73,47 @@ def test_two_arms_write_the_table_plots_and_page(tmp_path, capsys):
     assert "gap at low t, C vs Baseline:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_figures_draw_every_arm_side_by_side_and_test_each_against_the_first(tmp_path):
+    """--figures 1 on 3 arms: one figure per layer x condition, a panel per arm (wider than the
+    2-arm figure of the same inputs), H1-H4 of C and CR against Baseline, Holm across both."""
+    from PIL import Image
+
+    from ddpm_lens.analysis import decision_rule as rule
+
+    runs = [write_run(tmp_path / n, n, (1, 2), seed=s) for n, s in (("a", 0), ("b", 1), ("c", 2))]
+    arms = [f"{label}={run}" for label, run in zip(("Baseline", "C", "CR"), runs)]
+    cache = ["--cache_dir", str(tmp_path / "cache"), "--figures", "1"]
+    widths = {}
+    for k in (2, 3):
+        out = tmp_path / f"out{k}"
+        argv = [x for a in arms[:k] for x in ("--arm", a)]
+        assert main(["trajectories", *argv, *SMALL, *cache, "--output_dir", str(out)]) == 0
+        figures = sorted(p.relative_to(out).as_posix() for p in (out / "figures").rglob("*.png"))
+        assert figures == [
+            f"figures/{layer}/{cond}_sample0.png"
+            for layer in ("bottleneck", "in_conv")
+            for cond in ("clean_t0", "noisy_t100")
+        ]
+        widths[k] = {f: Image.open(out / f).size for f in figures}
+    for f, (w3, h3) in widths[3].items():
+        w2, h2 = widths[2][f]
+        assert h3 == h2 and w3 > w2 * 1.3  # a third panel
+    page = (out / "index.html").read_text()
+    assert "figures/in_conv/noisy_t100_sample0.png" in page and "every arm against Baseline" in page
+    assert "c_20260101_000000_2.pt" in page  # the final checkpoint is drawn
+    with open(out / "arm_hypotheses.csv", newline="") as f:
+        cells = list(csv.DictReader(f))
+    for h in {c["id"] for c in cells}:
+        mine = [c for c in cells if c["id"] == h]
+        by_arm = {b: [c for c in mine if c["b"] == b] for b in ("C", "CR")}
+        assert {c["a"] for c in mine} == {"Baseline"} and len(by_arm["C"]) == len(by_arm["CR"]) > 0
+        holm = rule.holm([float(c["p_value"]) for c in mine])  # one family: both arms' cells
+        assert [float(c["p_adjusted"]) for c in mine] == pytest.approx(list(holm))
+    record = json.loads((out / "trajectories.json").read_text())
+    assert {h["b"] for h in record["hypotheses"]} == {"C", "CR"}
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -92,6 +133,23 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case,
     assert main(["trajectories", "--arm", f"A={a}", "--arm", other, *SMALL, "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--figures", "1"], "--figures draws arms side by side: name two or more arms"),
+        (["--match_channels"], "--match_channels applies to the --figures figures"),
+        (["--figures", "-1"], "--figures must be 0 (none) or more"),
+    ],
+)
+def test_figure_flags_are_checked_before_any_work(tmp_path, capsys, extra, message):
+    a = write_run(tmp_path / "a", "a", (1,), seed=0)
+    out = tmp_path / "out"
+    assert main(["trajectories", "--arm", f"A={a}", *extra, *SMALL, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
     assert not out.exists()
 
 

@@ -145,7 +145,7 @@ def analyse(
 ) -> JacobianResult:
     """Spectra, effective dimensionalities and eigenvectors for every arm's checkpoint."""
     if not arms:
-        raise UserError("no model given: pass --arm LABEL=CHECKPOINT at least once")
+        raise UserError("no model given: pass --arm LABEL=PATH[,PATH...] at least once")
     precheck(arms, images, opts, config=config)
     result = JacobianResult()
     setting = None

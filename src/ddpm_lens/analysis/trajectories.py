@@ -400,6 +400,7 @@ def assemble(arms, infos, cache, options, *, seconds, cached, opts, alpha, progr
         "x_axis": axis,
         "ordered_by": {arm.label: arm.ordered_by for arm in arms},
         "arms": [arm.label for arm in arms],
+        "resolution": infos[0].resolution,
         "alpha": alpha,
         "claim": GAP_CLAIM,
         "cross_checkpoint_s": cross_s,

@@ -1,8 +1,9 @@
 """The denoiser's Jacobian per model, t and checkpoint: its singular values (spectrum), the
 effective dimensionality of its symmetric part, and its top singular vectors drawn side by side.
 
-Models are arms: ``--arm LABEL=CHECKPOINT``, repeated; a label given several times is one arm's
-checkpoints (ordered as given; plotted against their epoch)::
+Models are arms: ``--arm LABEL=CHECKPOINT[,CHECKPOINT...]``, repeated, the spelling of
+``trajectories`` (each label once; an arm's several checkpoints comma-separated, ordered as given
+and plotted against their epoch)::
 
     ddpm-lens jacobian --arm baseline=chkpts/celeba/celeba_16.pt --arm C=chkpts/celeba64_c/celeba64_c_16.pt \\
         --config configs/celeba.json --t 100 500 900 --num_images 4 --k 80 --gray32
@@ -27,16 +28,22 @@ from ddpm_lens.util.errors import UserError
 HELP = "the denoiser's Jacobian: eigenvalue spectra, effective dimensionality, eigenvectors per model and t"
 
 
-def parse_arm(spec: str):
-    """``LABEL=PATH`` -> Arm; the same spelling as the other commands' ``--arm``."""
+def parse_arms(specs: list[str]):
+    """``--arm LABEL=PATH[,PATH...]`` values -> Arm per checkpoint, in order, through the
+    trajectories' parser (:func:`ddpm_lens.analysis.study_arms.parse_arm`); a label given twice
+    is refused, as there."""
     from ddpm_lens.analysis.jacobian_run import Arm
+    from ddpm_lens.analysis.study_arms import parse_arm
 
-    label, sep, path = spec.partition("=")
-    if not sep or not label.strip() or not path.strip():
+    parsed = [parse_arm(spec) for spec in specs]
+    labels = [label for label, _ in parsed]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
         raise UserError(
-            f"--arm {spec!r} is not LABEL=CHECKPOINT: write e.g. --arm baseline=chkpts/celeba/celeba_16.pt"
+            f"arm label(s) given twice: {', '.join(twice)}; "
+            "name an arm's checkpoints once, comma-separated: --arm LABEL=PATH,PATH"
         )
-    return Arm(label.strip(), path.strip())
+    return [Arm(label, path) for label, paths in parsed for path in paths]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--arm",
         action="append",
         required=True,
-        metavar="LABEL=CHECKPOINT",
-        help="a model; repeat for more; a repeated LABEL adds that arm's next checkpoint",
+        metavar="LABEL=PATH[,PATH...]",
+        help="an arm: its label and checkpoint(s), comma-separated in order; repeat for more arms",
     )
     p.add_argument("--config", help="JSON config for checkpoints that carry none")
     p.add_argument(
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ddpm_lens.output.run_folder import check_output_dir
     from ddpm_lens.util.devices import pick_device
 
-    arms = [parse_arm(a) for a in args.arm]
+    arms = parse_arms(args.arm)
     if args.num_images < 1:
         raise UserError(f"--num_images must be at least 1, got {args.num_images}")
     first = resolve_config(args.config, load_weights(arms[0].path, use_ema=args.use_ema))

@@ -15,8 +15,11 @@ Examples::
         --device cuda   # checkpoints split over the processes
 
 Writes OUT/trajectories.csv and .json (long form), OUT/gap_comparisons.csv, OUT/plots/ and
-OUT/index.html; OUT/cache/ keeps one entry per checkpoint (its SHA-256 and the options), so a
-rerun with one more checkpoint, or after a kill, measures only what is new.
+OUT/index.html; with ``--figures N`` also OUT/figures/<layer>/<condition>_sample<i>.png (each
+arm's final checkpoint, a panel per arm; ``--match_channels``: later arms' channels matched to the
+first's) and OUT/arm_hypotheses.csv (H1-H4 every arm against the first, Holm across all).
+OUT/cache/ keeps one entry per checkpoint (its SHA-256 and the options), so a rerun with one
+more checkpoint, or after a kill, measures only what is new.
 """
 
 from __future__ import annotations
@@ -101,6 +104,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch_size", type=int, default=d.batch_size, help=f"inputs per forward (default: {d.batch_size})"
     )
+    p.add_argument(
+        "--figures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="draw each arm's final checkpoint side by side (a panel per arm) per layer x condition on the "
+        "first N held-out images, and test H1-H4 every arm against the first (default: 0, none)",
+    )
+    p.add_argument(
+        "--match_channels",
+        action="store_true",
+        help="with --figures: show every later arm's channels matched one-to-one to the first arm's",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every noise draw (default: 0)")
     p.add_argument("--raw_weights", action="store_true", help="use the raw training weights, not the EMA")
     p.add_argument("--alpha", type=float, default=0.05, help="level of the decision rule (default: 0.05)")
@@ -128,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("loss_num", "stats_num", "batch_size"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.figures < 0:
+        raise UserError(f"--figures must be 0 (none) or more, got {args.figures}")
+    if args.match_channels and not args.figures:
+        raise UserError("--match_channels applies to the --figures figures: add --figures N, or drop it")
+    if args.figures and len(arms) < 2:
+        raise UserError("--figures draws arms side by side: name two or more arms, or drop --figures")
     if args.cka_num < 0:
         raise UserError(f"--cka_num must be 0 (no CKA) or more, got {args.cka_num}")
     options = TrajectoryOptions(
@@ -171,7 +193,23 @@ def run(args: argparse.Namespace) -> int:
         cleanup(info)
     if not main:
         return 0
-    written = write_trajectories(out, study, argv=getattr(args, "argv", None))
+    features = None
+    if args.figures:
+        from ddpm_lens.analysis.final_arms import final_arm_features
+
+        features = final_arm_features(
+            arms,
+            options,
+            figures=args.figures,
+            resolution=study.settings["resolution"],
+            data_dir=args.data_dir,
+            held_out=args.held_out,
+            device=info.device,
+            progress=not args.no_progress,
+        )
+    written = write_trajectories(
+        out, study, argv=getattr(args, "argv", None), features=features, match_channels=args.match_channels
+    )
     new = sum(1 for c in study.checkpoints if not c["cached"])
     index = written["index.html"]
     print(

@@ -6,6 +6,8 @@
                              comparisons with their Holm-adjusted p, the verdicts and every setting
     OUT/gap_comparisons.csv  arm vs the first arm at equal steps, per t <= low_t
     OUT/plots/*.png          gap at low t vs step; gap heat map; loss; layer statistics; CKA drift
+    OUT/figures/, OUT/arm_hypotheses.csv   with --figures: the arms' final checkpoints side by side
+                             and H1-H4 every arm against the first (output/trajectory_figures.py)
     OUT/index.html           the report page (templates/trajectories.html)
     OUT/cache/               one entry per checkpoint and options (reused by the next run)
 
@@ -43,9 +45,16 @@ STAT_PLOTS = (
 
 
 def write_trajectories(
-    out_dir: str | os.PathLike, study, *, argv: list[str] | None = None
+    out_dir: str | os.PathLike,
+    study,
+    *,
+    argv: list[str] | None = None,
+    features=None,
+    match_channels: bool = False,
 ) -> dict[str, Path]:
-    """Every file of ``study`` (:class:`ddpm_lens.analysis.trajectories.Study`) under ``out_dir``."""
+    """Every file of ``study`` (:class:`ddpm_lens.analysis.trajectories.Study`) under ``out_dir``;
+    with ``features`` (:func:`~ddpm_lens.analysis.final_arms.final_arm_features`) also the k-arm
+    figures and the every-arm-against-the-first hypothesis table."""
     out = Path(out_dir)
     written: dict[str, Path] = {}
 
@@ -60,6 +69,19 @@ def write_trajectories(
         "gap_comparisons.csv",
         csv_text([json_safe(c) for c in study.comparisons]) if study.comparisons else "",
     )
+    figures, hypotheses = [], []
+    if features is not None:
+        from ddpm_lens.output.trajectory_figures import (
+            arm_hypotheses,
+            hypothesis_cells_csv,
+            write_arm_figures,
+        )
+
+        figures = write_arm_figures(out, features, match_channels=match_channels)
+        written.update({f["file"]: out / f["file"] for f in figures})
+        if len(features.labels) > 1:
+            hypotheses = arm_hypotheses(features, alpha=study.settings["alpha"])
+            put("arm_hypotheses.csv", hypothesis_cells_csv(hypotheses))
     record = {
         "command": "ddpm-lens " + shlex.join(argv) if argv else None,
         "version": __version__,
@@ -68,6 +90,8 @@ def write_trajectories(
         "checkpoints": study.checkpoints,
         "comparisons": study.comparisons,
         "verdicts": study.verdicts,
+        "figures": figures,
+        "hypotheses": [{k: v for k, v in h.items() if k != "css"} for h in hypotheses],
         "rows": study.rows,
     }
     put(
@@ -129,7 +153,16 @@ def write_trajectories(
                 ),
             )
     files = ["trajectories.csv", "trajectories.json", "gap_comparisons.csv"]
-    put("index.html", render_page(page_context(study, files=files, plots=plots)))
+    files += ["arm_hypotheses.csv"] if hypotheses else []
+    context = page_context(study, files=files, plots=plots)
+    from ddpm_lens.analysis.decision_rule import rule_text
+
+    context.update(figures=figures, hypotheses=hypotheses, match_channels=match_channels)
+    context["rule"] = rule_text(study.settings["alpha"])
+    context["finals"] = (
+        [] if features is None else [(m["key"], Path(m["checkpoint"]).name) for m in features.models]
+    )
+    put("index.html", render_page(context))
     return written
 
 
