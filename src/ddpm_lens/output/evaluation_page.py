@@ -6,12 +6,9 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-import jinja2
-from markupsafe import Markup
-
 from ddpm_lens import __version__
 from ddpm_lens.output.evaluation_table import best_rows, checkpoint_label, table_grid
-from ddpm_lens.output.report_page import _num, _url
+from ddpm_lens.output.report_page import render_template
 
 _STYLE = re.compile(r"<style>(.*?)</style>", re.S)
 
@@ -67,11 +64,7 @@ def page_context(evaluation, *, files: list[str], quality_plots: list[dict], los
 
 
 def render_page(context: dict) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["num"] = _num
-    env.filters["url"] = _url
-    template = env.from_string(_template("evaluation.html"))
-    return template.render(**{**context, "css": Markup(context["css"])})  # the package's own CSS
+    return render_template("evaluation.html", context, safe=("css",))  # the package's own CSS
 
 
 def _join(values) -> str:

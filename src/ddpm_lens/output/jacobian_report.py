@@ -19,18 +19,14 @@ import json
 import os
 import shlex
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
-
-import jinja2
-from markupsafe import Markup
 
 from ddpm_lens import __version__
 from ddpm_lens.analysis.jacobian_run import JacobianResult, match_vectors, sign_convention
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.evaluation_page import report_css
 from ddpm_lens.output.jacobian_plots import effdim_plot, eigenvector_grid, mean_ci, spectrum_plot
-from ddpm_lens.output.report_page import _num, _url, json_safe
+from ddpm_lens.output.report_page import json_safe, render_template
 from ddpm_lens.output.run_folder import check_output_dir
 from ddpm_lens.util.atomic import write_text
 
@@ -188,13 +184,7 @@ def page_context(result: JacobianResult, plots: list[dict]) -> dict:
 
 
 def render_page(context: dict) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["num"] = _num
-    env.filters["url"] = _url
-    text = (
-        resources.files("ddpm_lens.output").joinpath("templates", "jacobian.html").read_text(encoding="utf-8")
-    )
-    return env.from_string(text).render(**{**context, "css": Markup(context["css"])})
+    return render_template("jacobian.html", context, safe=("css",))  # the package's own CSS
 
 
 def _label(model: dict, models: list[dict]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup
 
 from ddpm_lens.analysis import decision_rule as rule
 from ddpm_lens.analysis.image_cka import MAIN_PAIR
@@ -43,13 +44,18 @@ _INPUT_NAME = re.compile(r"input_(clean|noisy_t(\d+))\.png")
 
 def render_page(context: dict) -> str:
     """The report page from the package template, every value HTML-escaped."""
-    source = (
-        resources.files("ddpm_lens.output").joinpath("templates", "report.html").read_text(encoding="utf-8")
-    )
+    return render_template("report.html", context)
+
+
+def render_template(name: str, context: dict, *, safe: tuple[str, ...] = ()) -> str:
+    """The package template ``templates/<name>`` rendered with ``context``, every value
+    HTML-escaped except the keys in ``safe`` (the package's own CSS), with the pages' ``num`` and
+    ``url`` filters; an undefined name is an error, not an empty string."""
+    source = resources.files("ddpm_lens.output").joinpath("templates", name).read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["num"] = _num
     env.filters["url"] = _url
-    return env.from_string(source).render(**context)
+    return env.from_string(source).render(**{**context, **{k: Markup(context[k]) for k in safe}})
 
 
 def page_context(
