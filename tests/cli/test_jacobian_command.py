@@ -184,7 +184,7 @@ def test_uvit_checkpoint_folders_give_the_exact_spectrum_of_their_denoiser(tmp_p
     image = str(sorted(face_folder.iterdir())[0])
     out = tmp_path / "out"
     ckpts = [tmp_path / "ckpts" / f"{s}.ckpt" for s in (10, 20)]
-    arms = [a for c in ckpts for a in ("--arm", f"U={c}")]
+    arms = ["--arm", "U=" + ",".join(map(str, ckpts))]  # one arm, its checkpoints in training order
     args = [*arms, "--config", str(config), "--t", "500", "--k", "6", "--method", "exact", "--chunk", "256"]
     args += ["--images", image]
     assert _run(args, out) == 0
