@@ -57,6 +57,11 @@ def ckpts(tmp_path_factory):
     }
 
 
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _run(args, out):
     return main(["jacobian", *args, "--output_dir", str(out), "--no_progress", "--device", "cpu"])
 
@@ -81,9 +86,9 @@ def test_two_arms_exact_writes_spectra_effdim_vectors_and_page(tmp_path, ckpts, 
         out,
     )
     assert code == 0
-    spectra = list(csv.DictReader((out / "spectra.csv").open()))
+    spectra = _rows(out / "spectra.csv")
     assert len(spectra) == 3 * 2 * 2 * 12  # models × t × images × ranks
-    summary = list(csv.DictReader((out / "summary.csv").open()))
+    summary = _rows(out / "summary.csv")
     assert {r["method"] for r in summary} == {"exact"}
     for r in summary:
         assert 0 < float(r["participation_ratio"]) <= 192
@@ -130,9 +135,9 @@ def test_fast_path_in_the_gray_setting_reports_bounds(tmp_path, ckpts, faces, on
         out,
     )
     assert code == 0
-    spectra = list(csv.DictReader((out / "spectra.csv").open()))
+    spectra = _rows(out / "spectra.csv")
     assert all(float(r["bound"]) >= 0 for r in spectra) and all(r["eig_sym"] == "" for r in spectra)
-    summary = list(csv.DictReader((out / "summary.csv").open()))
+    summary = _rows(out / "summary.csv")
     assert {r["method"] for r in summary} == {"fast"} and all(float(r["trace_se"]) > 0 for r in summary)
 
 
@@ -188,8 +193,8 @@ def test_uvit_checkpoint_folders_give_the_exact_spectrum_of_their_denoiser(tmp_p
     args = [*arms, "--config", str(config), "--t", "500", "--k", "6", "--method", "exact", "--chunk", "256"]
     args += ["--images", image]
     assert _run(args, out) == 0
-    spectra = list(csv.DictReader((out / "spectra.csv").open()))
-    summary = list(csv.DictReader((out / "summary.csv").open()))
+    spectra = _rows(out / "spectra.csv")
+    summary = _rows(out / "summary.csv")
     assert [(r["step"], r["epoch"], r["method"]) for r in summary] == [
         ("10", "", "exact"),
         ("20", "", "exact"),
