@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ddpm_lens.analysis.jacobian import (
+    ChunkTuner,
     Linearised,
     dense_jacobian,
     exact_symmetric,
@@ -55,7 +56,8 @@ def test_fast_path_top_k_within_its_bound_and_close():
     u_true = torch.linalg.svd(a)[0][:, :k]
     overlap = (u_true.T @ t.u.double()).abs().diagonal()
     assert overlap.min() > 0.99
-    assert t.products == 20 * 5 + 20 * 3 + k  # b(2q+1) + b(q+1) + k, as documented
+    assert t.products == 2 * 20 * 3 and t.steps == 3  # 2·b·(depth + 1), as documented
+    assert t.converged is None
 
 
 def test_fast_path_bound_is_honest_when_the_subspace_is_too_small():
@@ -68,6 +70,83 @@ def test_fast_path_bound_is_honest_when_the_subspace_is_too_small():
     # ...and each value is within its bound of some singular value of A
     dist = (t.s.double()[:, None] - s[None, :]).abs().min(1).values
     assert (dist <= t.bound.double() + 1e-6).all()
+
+
+def test_bound_is_the_true_residual_of_each_triplet():
+    """The bound is read from the recorded products, never computed by another product: it
+    must equal the explicit residual of (u, v) for the symmetric dilation."""
+    a, _ = _matrix(90, decay=0.97, seed=7)
+    a32 = a.float()
+    op = Linearised(lambda x: a32 @ x, torch.randn(90), chunk=9)
+    t = top_singular(op, 8, oversample=4, depth=1, seed=1)
+    u, v, s = t.u.double(), t.v.double(), t.s.double()
+    explicit = torch.sqrt(((a @ v - u * s) ** 2).sum(0) + ((a.T @ u - v * s) ** 2).sum(0)) / math.sqrt(2)
+    assert torch.allclose(t.bound.double(), explicit, atol=2e-6)
+    assert explicit.max() > 1e-3  # one step on a slow decay: the residuals are not trivially 0
+    assert op.products == t.products == 2 * 12 * 2
+
+
+def test_rtol_stops_as_soon_as_every_bound_is_within_it():
+    a, s = _matrix(200, decay=0.8, seed=8)
+    a32 = a.float()
+    loose = top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=1e-2)
+    tight = top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=1e-5)
+    for t, rtol in ((loose, 1e-2), (tight, 1e-5)):
+        assert t.converged is True
+        assert (t.bound <= rtol * t.s).all()
+        err = (t.s.double() - s[:10]).abs() / s[:10]
+        assert (err <= rtol + 1e-6).all()  # the values are as close as the bounds promised
+    assert loose.steps < tight.steps  # a looser tolerance stopped earlier...
+    assert tight.products < 200  # ...and even the tight one made fewer products than n pull-backs
+
+
+def test_rtol_on_a_flat_spectrum_runs_to_the_full_space_and_is_then_exact():
+    a, s = _matrix(60, decay=0.998, seed=9)
+    a32 = a.float()
+    t = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, oversample=5, depth=None, rtol=1e-9)
+    assert t.converged is False  # float32 products cannot certify 1e-9...
+    assert t.steps == 4  # ...so it ran until the bases held all 60 dimensions (15 per step)
+    assert torch.allclose(t.s.double(), s[:10], rtol=1e-5)  # where the values are exact
+    capped = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, oversample=5, depth=1, rtol=1e-9)
+    assert capped.steps == 2 and capped.converged is False  # depth caps the steps
+
+
+def test_rank_deficient_map_returns_its_zero_singular_values():
+    g = torch.Generator().manual_seed(10)
+    q = torch.linalg.qr(torch.randn(40, 4, generator=g))[0]
+    p = q @ q.T
+    t = top_singular(Linearised(lambda x: p @ x, torch.zeros(40)), 6, oversample=4, depth=3)
+    assert torch.allclose(t.s[:4], torch.ones(4), atol=1e-5)
+    assert t.s[4:].abs().max() < 1e-5
+    assert torch.isfinite(t.u).all() and torch.isfinite(t.bound).all()
+
+
+def test_chunk_tuner_doubles_while_it_pays_then_keeps_the_fastest():
+    tuner = ChunkTuner(largest=64)
+    per_column = {1: 10.0, 2: 6.0, 4: 5.0, 8: 5.5, 16: 1.0}  # 16 would be faster, but 8 did not pay
+    seen = []
+    while tuner.fixed is None:
+        size = tuner.size
+        seen.append(size)
+        tuner.record(size, size, per_column[size] * size)
+    assert seen == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert tuner.size == 4
+    short = ChunkTuner(largest=4)
+    short.record(1, 1, 1.0)
+    short.record(1, 0, 0.0)  # a short block: ignored
+    assert short.size == 1 and short.fixed is None
+
+
+def test_tuned_chunks_give_the_fixed_chunks_columns():
+    f = _tanh_net(3)
+    x = torch.randn(12)
+    tuned = Linearised(f, x)
+    fixed = Linearised(f, x, chunk=5)
+    v = torch.randn(12, 40)
+    assert torch.allclose(tuned.matmat(v), fixed.matmat(v), atol=1e-6)
+    assert torch.allclose(tuned.rmatmat(v), fixed.rmatmat(v), atol=1e-6)
+    assert fixed.chunks == {"push": 5, "pull": 5}
+    assert set(tuned.chunks.values()) <= {1, 2, 4, 8, 16}
 
 
 def test_symmetric_map_gives_its_eigendecomposition():

@@ -141,6 +141,24 @@ def test_fast_path_in_the_gray_setting_reports_bounds(tmp_path, ckpts, faces, on
     assert {r["method"] for r in summary} == {"fast"} and all(float(r["trace_se"]) > 0 for r in summary)
 
 
+def test_rtol_runs_until_every_bound_is_within_it_and_says_so(tmp_path, ckpts, faces, one_thread):
+    out = tmp_path / "rtol"
+    args = ["--arm", f"A={ckpts['a1']}", "--t", "500", "--images", faces[0], "--k", "4"]
+    code = _run([*args, "--method", "fast", "--gray32", "--probes", "4", "--rtol", "1e-3"], out)
+    assert code == 0
+    summary = _rows(out / "summary.csv")
+    assert [r["converged"] for r in summary] == ["True"]
+    assert float(summary[0]["max_rel_bound"]) <= 1e-3
+    exact = tmp_path / "exact"
+    assert _run([*args, "--method", "exact", "--gray32"], exact) == 0
+    fast = [float(r["sigma"]) for r in _rows(out / "spectra.csv")]
+    dense = [float(r["sigma"]) for r in _rows(exact / "spectra.csv")]
+    assert fast == pytest.approx(dense, rel=1e-3)
+    row = _rows(exact / "summary.csv")[0]
+    assert int(row["chunk_pull"]) in {1, 2, 4, 8, 16, 32, 64} and row["chunk_push"] == ""  # auto, recorded
+    assert int(row["products"]) == 1024 and row["steps"] == "0"
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -150,6 +168,8 @@ def test_fast_path_in_the_gray_setting_reports_bounds(tmp_path, ckpts, faces, on
         (["--arm", "A={mean}"], "arm label(s) given twice: A"),
         (["--quantity", "study", "--arm", "M={mean}"], "eps- and x_0-prediction models only"),
         (["--images", "{img}"], "is 16×16 but the model takes 8×8"),
+        (["--method", "fast", "--rtol", "2"], "--rtol must be between 0 and 1"),
+        (["--chunk", "0"], "--chunk must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ckpts, faces, capsys, extra, message):

@@ -6,19 +6,26 @@ diffusion (``analysis/jacobian_map.py`` builds the denoiser's ``f``).
 
 - :class:`Linearised`: J·V (forward mode, ``torch.func.jvp`` under ``vmap``) and Jᵀ·U (reverse
   mode: one forward pass kept, ``vmap`` over the pull-back), both in column chunks, so memory
-  is bounded by ``chunk`` whatever n is; it counts the products it makes.
-- :func:`dense_jacobian`: the exact J, ``torch.func.jacrev`` with ``chunk_size`` (one forward,
-  then the n pull-backs batched ``chunk`` at a time).
-- :func:`top_singular`: randomized block Krylov SVD (Halko, Martinsson & Tropp 2011, alg. 4.4
-  with the Krylov block of Musco & Musco 2015): Q spans [JΩ, (JJᵀ)JΩ, …], B = QᵀJ from Jᵀ·Q,
-  SVD of B, then each triplet's residual. **Bound** (stated and tested): with
-  r_j = ‖J v_j − σ̃_j u_j‖ (Jᵀu_j − σ̃_j v_j is zero by construction), the unit vector
-  (u_j, v_j)/√2 has residual r_j/√2 for the symmetric [[0, J], [Jᵀ, 0]], whose eigenvalues
-  are ±σ_i, so some singular value of J lies within ``bound_j = r_j/√2`` of σ̃_j; and σ̃_j ≤ σ_j
-  since B is J compressed by an orthonormal Q. A singular direction the random start missed
-  entirely leaves no residual (no a-posteriori bound sees it); the Gaussian start makes that
-  improbable (Halko et al. 2011 §10).
-- :func:`exact_spectrum` / :func:`hutchinson`: the symmetric part J_s = (J + Jᵀ)/2, its trace
+  is bounded by the chunk whatever n is; it counts the products it makes. The chunk is either
+  given or found (:class:`ChunkTuner`): the fastest batch differs by model (a small UNet: 8
+  columns at a time; a U-ViT, whose batch-1 matmuls already run near the CPU's peak: 1).
+- :func:`dense_jacobian`: the exact J from n pull-backs (one forward, then Jᵀ·I in chunks).
+- :func:`top_singular`: block Golub–Kahan–Lanczos bidiagonalization with full
+  reorthogonalization (Golub, Luk & Overton 1981; the block Krylov space of Musco & Musco
+  2015): from a Gaussian block V₁, alternately J·V_j and Jᵀ·U_j, each new block orthogonalized
+  against all earlier ones, so that J V = U G and Jᵀ U = V' H hold for the computed products
+  (V' is V and the newest block). The Ritz triplets are the SVD of G = P Σ Qᵀ: u = U P, v = V Q.
+  **Bound** (stated and tested): J v − σ̃ u = U(G q − σ̃ p) and Jᵀ u − σ̃ v = V'(H p − σ̃ q) are
+  read from G and H with no further product; with r_j the norm of both together, the unit vector
+  (u_j, v_j)/√2 has residual r_j/√2 for the symmetric [[0, J], [Jᵀ, 0]], whose eigenvalues are
+  ±σ_i, so some singular value of J lies within ``bound_j = r_j/√2`` of σ̃_j; and σ̃_j ≤ σ_j
+  since G is J compressed on both sides by orthonormal bases. The products' own float32
+  rounding (~1e-7 relative) is outside the bound. A singular direction the random start
+  missed entirely leaves no residual (no a-posteriori bound sees it); the Gaussian start makes
+  that improbable (Halko et al. 2011 §10). Because the bounds cost nothing, ``rtol`` stops the
+  iteration at the first step where every top-k bound is within ``rtol`` of its value; once the
+  bases span all n dimensions the triplets are exact.
+- :func:`exact_symmetric` / :func:`hutchinson`: the symmetric part J_s = (J + Jᵀ)/2, its trace
   and the effective dimensionalities below, exactly from a dense J or estimated from products.
 
 Effective dimensionality, two readings of the same eigenvalues λ_i of J_s:
@@ -37,59 +44,121 @@ Effective dimensionality, two readings of the same eigenvalues λ_i of J_s:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch.func import jacrev, jvp, vjp, vmap
+from torch.func import jvp, vjp, vmap
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ChunkTuner:
+    """The number of products batched per ``vmap`` call, found by timing real work: sizes 1, 2,
+    4, … up to ``largest``, each timed on two full blocks (the faster counts, so a first call's
+    set-up does not), doubling while the time per column falls by more than 5 %; then the
+    fastest size so far is kept. No column is computed twice: the timed blocks are the result.
+    Results agree across chunk sizes to float32 rounding (~1e-7), not bit for bit: ``size``
+    is recorded so that ``--chunk size`` repeats a run exactly."""
+
+    def __init__(self, largest: int = 64):
+        self.sizes = [s for s in (1, 2, 4, 8, 16, 32, 64, 128, 256) if s <= largest] or [1]
+        self.fixed: int | None = None
+        self._at = 0
+        self._best: dict[int, float] = {}  # size -> fastest seconds per column seen
+        self._seen: dict[int, int] = {}
+
+    @property
+    def size(self) -> int:
+        return self.fixed if self.fixed is not None else self.sizes[self._at]
+
+    def record(self, size: int, columns: int, seconds: float) -> None:
+        if self.fixed is not None or columns != size or size != self.sizes[self._at]:
+            return  # a short last block says nothing about its size
+        per = seconds / columns
+        self._best[size] = min(per, self._best.get(size, math.inf))
+        self._seen[size] = self._seen.get(size, 0) + 1
+        if self._seen[size] < 2:
+            return
+        fastest = min(self._best, key=self._best.get)
+        if self._at > 0 and self._best[size] > 0.95 * self._best[self.sizes[self._at - 1]]:
+            self.fixed = fastest  # doubling stopped paying
+        elif self._at + 1 == len(self.sizes):
+            self.fixed = fastest
+        else:
+            self._at += 1
 
 
 class Linearised:
     """f around x as the linear map J, through products only.
 
     ``matmat(V)`` = J V and ``rmatmat(U)`` = Jᵀ U for (n, b) column blocks, ``chunk`` columns
-    at a time. The forward pass for Jᵀ products is made once, on first use, and kept.
-    ``products`` counts the columns pushed through either way.
+    at a time (``None``: found per direction by a :class:`ChunkTuner`). The forward pass for Jᵀ
+    products is made once, on first use, and kept. ``products`` counts the columns pushed
+    through either way; ``chunks`` gives the chunk each direction used last.
     """
 
-    def __init__(self, f: Fn, x: torch.Tensor, *, chunk: int = 32):
+    def __init__(self, f: Fn, x: torch.Tensor, *, chunk: int | None = None):
         if x.dim() != 1:
             raise ValueError(f"x must be flat (n,), got shape {tuple(x.shape)}")
-        if chunk < 1:
+        if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.f, self.x, self.chunk = f, x, chunk
         self.n = x.numel()
         self.products = 0
         self._pullback = None
+        self._tuners = {"push": ChunkTuner(), "pull": ChunkTuner()}
+        self.chunks: dict[str, int | None] = {"push": None, "pull": None}
 
     def _push(self, v: torch.Tensor) -> torch.Tensor:
         return jvp(self.f, (self.x,), (v,))[1]
 
+    def _blocks(self, direction: str, cols: torch.Tensor, apply: Callable) -> torch.Tensor:
+        """``apply`` (a vmapped product) over the rows of ``cols`` (b, n), chunk by chunk."""
+        out, done, tuner = [], 0, self._tuners[direction]
+        while done < len(cols):
+            size = self.chunk or tuner.size
+            block = cols[done : done + size]
+            start = time.perf_counter()
+            out.append(apply(block))
+            tuner.record(size, len(block), time.perf_counter() - start)
+            self.chunks[direction] = size
+            done += len(block)
+        return torch.cat(out) if out else cols.new_zeros(0, self.n)
+
     def matmat(self, v: torch.Tensor) -> torch.Tensor:
         """J V for V (n, b)."""
-        cols = [vmap(self._push)(block) for block in v.T.split(self.chunk)]
+        cols = self._blocks("push", v.T, vmap(self._push))
         self.products += v.shape[1]
-        return torch.cat(cols).T.contiguous()
+        return cols.T.contiguous()
 
     def rmatmat(self, u: torch.Tensor) -> torch.Tensor:
         """Jᵀ U for U (n, b)."""
         if self._pullback is None:
             _, self._pullback = vjp(self.f, self.x)
         pull = self._pullback
-        cols = [vmap(lambda c: pull(c)[0])(block) for block in u.T.split(self.chunk)]
+        cols = self._blocks("pull", u.T, vmap(lambda c: pull(c)[0]))
         self.products += u.shape[1]
-        return torch.cat(cols).T.contiguous()
+        return cols.T.contiguous()
 
     def release(self) -> None:
         """Drop the kept forward pass (its activations)."""
         self._pullback = None
 
 
-def dense_jacobian(f: Fn, x: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
-    """The exact Jacobian (n_out, n_in) of ``f`` at flat ``x``: one forward, ``chunk`` pull-backs at once."""
-    return jacrev(f, chunk_size=chunk)(x).detach()
+def dense_jacobian(f: Fn, x: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
+    """The exact Jacobian (n_out, n_in) of ``f`` at flat ``x`` (n_out = n_in): one forward, then the
+    n pull-backs ``chunk`` at a time (``None``: the fastest chunk, found while computing)."""
+    return jacobian_by_pullbacks(Linearised(f, x, chunk=chunk))
+
+
+def jacobian_by_pullbacks(op: Linearised) -> torch.Tensor:
+    """The dense J as (Jᵀ I)ᵀ through ``op`` (its products and chunks are counted there)."""
+    eye = torch.eye(op.n, dtype=op.x.dtype, device=op.x.device)
+    jac = op.rmatmat(eye).T.contiguous().detach()
+    op.release()
+    return jac
 
 
 @dataclass
@@ -101,6 +170,8 @@ class Triplets:
     v: torch.Tensor
     bound: torch.Tensor | None  # (k,): some singular value of J lies within bound_j of s_j; None: exact
     products: int = 0  # Jacobian-vector products made (both directions)
+    steps: int = 0  # Krylov steps (one J·V and one Jᵀ·U block each); 0: exact
+    converged: bool | None = None  # every bound within rtol (None: no rtol asked)
 
 
 @dataclass
@@ -149,47 +220,91 @@ def exact_symmetric(jac: torch.Tensor) -> tuple[torch.Tensor, SymmetricSummary]:
     return lam.float(), summary
 
 
-def _orth(a: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis of a's columns (reduced QR, in float64)."""
-    return torch.linalg.qr(a.double(), mode="reduced")[0]
+def _extend(basis: torch.Tensor, w: torch.Tensor, room: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split the columns of ``w`` as ``basis @ c + q @ r``: q orthonormal, orthogonal to the
+    orthonormal ``basis``, at most ``room`` columns (what is left of the space). Classical
+    Gram-Schmidt twice, then an SVD of the rest (which keeps rank-deficient blocks exact) and a
+    last projection so that q stays orthogonal to the basis to rounding. float64 throughout."""
+    c = basis.T @ w
+    w = w - basis @ c
+    again = basis.T @ w
+    w = w - basis @ again
+    c = c + again
+    p, s, qt = torch.linalg.svd(w, full_matrices=False)
+    keep = min(p.shape[1], room)
+    p, r = p[:, :keep], s[:keep, None] * qt[:keep]
+    d = basis.T @ p
+    q, r2 = torch.linalg.qr(p - basis @ d)
+    return q, c + d @ r, r2 @ r
 
 
-def top_singular(op: Linearised, k: int, *, oversample: int = 10, depth: int = 2, seed: int = 0) -> Triplets:
-    """Top-k singular triplets of J by randomized block Krylov SVD, with a residual bound per
-    triplet (see the module doc). Block b = k + ``oversample`` (at most n); ``depth`` Krylov
-    steps, each one Jᵀ and one J product of b columns; the basis has b·(depth + 1) columns (at
-    most n); then Jᵀ of the basis and J of the k right vectors for the bounds. Products made:
-    b·(2·depth + 1) + b·(depth + 1) + k, fewer when the basis reaches n."""
+def top_singular(
+    op: Linearised,
+    k: int,
+    *,
+    oversample: int = 10,
+    depth: int | None = 2,
+    rtol: float | None = None,
+    seed: int = 0,
+) -> Triplets:
+    """Top-k singular triplets of J by block Golub–Kahan–Lanczos with a free residual bound per
+    triplet (see the module doc). Block b = k + ``oversample`` (at most n). Each step makes b
+    products J·V and b products Jᵀ·U (fewer once the bases near n), so ``depth + 1`` steps make
+    2·b·(depth + 1) products. With ``rtol``, it stops at the first step where every
+    ``bound_j ≤ rtol·σ̃_j`` (``depth``: at most ``depth + 1`` steps; ``None``: until the bases
+    span all n dimensions, where the triplets are exact)."""
     n = op.n
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n}, got {k}")
-    dtype, start = op.x.dtype, op.products
+    if rtol is None and depth is None:
+        raise ValueError("give depth, rtol or both")
+    if rtol is not None and not rtol > 0:
+        raise ValueError(f"rtol must be > 0, got {rtol}")
+    dtype, device, start = op.x.dtype, op.x.device, op.products
+    max_steps = math.inf if depth is None else depth + 1
     b = min(n, k + oversample)
     g = torch.Generator().manual_seed(seed)
-    omega = torch.randn(n, b, generator=g, dtype=torch.float64).to(op.x.device)
-    y = op.matmat(omega.to(dtype)).double()
-    blocks = [_orth(y)]
-    for _ in range(depth):
-        if sum(q.shape[1] for q in blocks) >= n:
+    f64 = {"dtype": torch.float64, "device": device}
+    v_basis = torch.linalg.qr(torch.randn(n, b, generator=g, dtype=torch.float64).to(device))[0]
+    u_basis = torch.zeros(n, 0, **f64)
+    gmat = torch.zeros(0, 0, **f64)  # Uᵀ J V_applied
+    hmat = torch.zeros(b, 0, **f64)  # Jᵀ U = V hmat
+    applied = 0  # columns of V that J has been applied to
+    steps = 0
+    while True:
+        block = v_basis[:, applied:]
+        w = op.matmat(block.to(dtype)).double()
+        new_u, c, r = _extend(u_basis, w, n - u_basis.shape[1])
+        gmat = torch.cat([torch.cat([gmat, c], 1), torch.cat([gmat.new_zeros(r.shape[0], applied), r], 1)])
+        u_basis = torch.cat([u_basis, new_u], 1)
+        applied = v_basis.shape[1]
+        z = op.rmatmat(new_u.to(dtype)).double()
+        new_v, c, r = _extend(v_basis, z, n - v_basis.shape[1])
+        hmat = torch.cat([hmat, c], 1)
+        hmat = torch.cat([hmat, torch.cat([hmat.new_zeros(r.shape[0], hmat.shape[1] - r.shape[1]), r], 1)])
+        v_basis = torch.cat([v_basis, new_v], 1)
+        steps += 1
+        p, s, qt = torch.linalg.svd(gmat, full_matrices=False)
+        p, s, q = p[:, :k], s[:k], qt[:k].T
+        # residuals from the recorded products: J v − σu = U(G q − σ p), Jᵀu − σv = V'(H p − σ q)
+        left = gmat @ q - p * s
+        right = hmat @ p
+        right[: q.shape[0]] -= q * s
+        bound = torch.sqrt((left**2).sum(0) + (right**2).sum(0)) / math.sqrt(2)
+        complete = u_basis.shape[1] >= n or new_v.shape[1] == 0
+        ok = rtol is not None and bool((bound <= rtol * s).all())
+        if ok or complete or steps >= max_steps:
             break
-        z = _orth(op.rmatmat(blocks[-1].to(dtype)).double())
-        y = op.matmat(z.to(dtype)).double()
-        # orthogonalise the new block against the basis so far (twice: classical Gram-Schmidt)
-        basis = torch.cat(blocks, dim=1)
-        for _ in range(2):
-            y = y - basis @ (basis.T @ y)
-        blocks.append(_orth(y))
-    q = torch.cat(blocks, dim=1)[:, :n]
-    q = _orth(q)
-    bt = op.rmatmat(q.to(dtype)).double()  # Jᵀ Q = Bᵀ, (n, m)
-    ub, s, vbt = torch.linalg.svd(bt.T, full_matrices=False)
-    u = q @ ub[:, :k]
-    v = vbt[:k].T
-    s = s[:k]
-    residual = op.matmat(v.to(dtype)).double() - u * s
-    bound = torch.linalg.vector_norm(residual, dim=0) / math.sqrt(2)
+    u = u_basis @ p
+    v = v_basis[:, : q.shape[0]] @ q
     return Triplets(
-        u=u.to(dtype), s=s.to(dtype), v=v.to(dtype), bound=bound.to(dtype), products=op.products - start
+        u=u.to(dtype),
+        s=s.to(dtype),
+        v=v.to(dtype),
+        bound=bound.to(dtype),
+        products=op.products - start,
+        steps=steps,
+        converged=None if rtol is None else ok,
     )
 
 

@@ -18,10 +18,10 @@ from tqdm.auto import tqdm
 
 from ddpm_lens.analysis.jacobian import (
     Linearised,
-    dense_jacobian,
     exact_symmetric,
     exact_triplets,
     hutchinson,
+    jacobian_by_pullbacks,
     top_singular,
 )
 from ddpm_lens.analysis.jacobian_map import (
@@ -57,9 +57,10 @@ class JacobianOptions:
     gray32: bool = False
     quantity: str = "x0"
     seed: int = 0
-    chunk: int = 32
+    chunk: int | None = None  # None: found per model by timing (ChunkTuner)
     oversample: int = 10
-    depth: int = 2
+    depth: int | None = 2  # fast path: at most depth + 1 Krylov steps; None: until rtol is met
+    rtol: float | None = None  # fast path: stop once every bound_j <= rtol * sigma_j
     probes: int = 16
     use_ema: bool = True
 
@@ -100,8 +101,12 @@ def check_inputs(opts: JacobianOptions, setting: Setting, images: torch.Tensor, 
         ("--depth", opts.depth, 0),
         ("--probes", opts.probes, 2),
     ):
-        if value < low:
+        if value is not None and value < low:
             raise UserError(f"{name} must be at least {low}, got {value}")
+    if opts.rtol is not None and not 0 < opts.rtol < 1:
+        raise UserError(f"--rtol must be between 0 and 1 (e.g. 1e-3), got {opts.rtol}")
+    if opts.rtol is None and opts.depth is None:
+        raise UserError("the fast path needs --depth, --rtol or both")
 
 
 def precheck(arms: Sequence[Arm], images: torch.Tensor, opts: JacobianOptions, *, config=None) -> None:
@@ -194,18 +199,19 @@ def analyse(
                 "image": i,
                 "method": method,
             }
+            op = Linearised(f, x, chunk=opts.chunk)
             if method == "exact":
-                jac = dense_jacobian(f, x, chunk=opts.chunk)
+                jac = jacobian_by_pullbacks(op)
                 trip = exact_triplets(jac, opts.k)
                 lam, sym = exact_symmetric(jac)
-                products = setting.dim
                 del jac
             else:
-                op = Linearised(f, x, chunk=opts.chunk)
-                trip = top_singular(op, opts.k, oversample=opts.oversample, depth=opts.depth, seed=opts.seed)
+                trip = top_singular(
+                    op, opts.k, oversample=opts.oversample, depth=opts.depth, rtol=opts.rtol, seed=opts.seed
+                )
                 sym = hutchinson(op, opts.probes, seed=opts.seed + 1)
                 op.release()
-                lam, products = None, op.products
+                lam = None
             row.update(
                 trace=sym.trace,
                 trace_se=sym.trace_se,
@@ -218,7 +224,11 @@ def analyse(
                 max_rel_bound=None
                 if trip.bound is None
                 else float((trip.bound / trip.s.clamp_min(1e-30)).max()),
-                products=products,
+                products=op.products,
+                steps=trip.steps,
+                converged=trip.converged,
+                chunk_pull=op.chunks["pull"],
+                chunk_push=op.chunks["push"],
                 seconds=time.perf_counter() - start,
             )
             result.summary.append(row)
@@ -250,9 +260,10 @@ def analyse(
         "k": opts.k,
         "num_images": len(images),
         "seed": opts.seed,
-        "chunk": opts.chunk,
+        "chunk": "auto" if opts.chunk is None else opts.chunk,
         "oversample": opts.oversample,
         "depth": opts.depth,
+        "rtol": opts.rtol,
         "probes": opts.probes if method == "fast" else 0,
         "use_ema": opts.use_ema,
         "device": str(device),
