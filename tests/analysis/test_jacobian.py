@@ -89,8 +89,10 @@ def test_bound_is_the_true_residual_of_each_triplet():
 def test_rtol_stops_as_soon_as_every_bound_is_within_it():
     a, s = _matrix(200, decay=0.8, seed=8)
     a32 = a.float()
-    loose = top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=1e-2)
-    tight = top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=1e-5)
+    loose, tight = (
+        top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=r)
+        for r in (1e-2, 1e-5)
+    )
     for t, rtol in ((loose, 1e-2), (tight, 1e-5)):
         assert t.converged is True
         assert (t.bound <= rtol * t.s).all()
@@ -107,7 +109,8 @@ def test_rtol_on_a_flat_spectrum_runs_to_the_full_space_and_is_then_exact():
     assert t.converged is False  # float32 products cannot certify 1e-9...
     assert t.steps == 4  # ...so it ran until the bases held all 60 dimensions (15 per step)
     assert torch.allclose(t.s.double(), s[:10], rtol=1e-5)  # where the values are exact
-    capped = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, oversample=5, depth=1, rtol=1e-9)
+    op = Linearised(lambda x: a32 @ x, torch.randn(60))
+    capped = top_singular(op, 10, oversample=5, depth=1, rtol=1e-9)
     assert capped.steps == 2 and capped.converged is False  # depth caps the steps
 
 

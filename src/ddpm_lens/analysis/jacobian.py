@@ -220,7 +220,9 @@ def exact_symmetric(jac: torch.Tensor) -> tuple[torch.Tensor, SymmetricSummary]:
     return lam.float(), summary
 
 
-def _extend(basis: torch.Tensor, w: torch.Tensor, room: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _extend(
+    basis: torch.Tensor, w: torch.Tensor, room: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split the columns of ``w`` as ``basis @ c + q @ r``: q orthonormal, orthogonal to the
     orthonormal ``basis``, at most ``room`` columns (what is left of the space). Classical
     Gram-Schmidt twice, then an SVD of the rest (which keeps rank-deficient blocks exact) and a
