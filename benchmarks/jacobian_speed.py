@@ -1,26 +1,35 @@
 """The denoiser's Jacobian spectrum: the study's way against ddpm-lens's, same model, same input, one run.
 
 The study's way (``sun-messi/U-VIT-CS/generate_jacobian_single.py``): the dense Jacobian one
-output at a time (a forward and a backward pass per output pixel), then ``torch.linalg.svd``.
-Ours: ``exact`` (``torch.func.jacrev``: one forward, the pull-backs batched ``--chunk`` at a time,
-then the SVD) and ``fast`` (randomized block Krylov SVD from products only, with its bound).
-Each method runs in its own fresh process, one after the other, so its peak memory (RSS) is its
-own; seconds are wall clock. Agreement: the largest relative difference of the top-k singular
-values from the study's (or, with ``--rows``, from the exact path's).
+output at a time (a fresh forward and one backward per output pixel, the model's parameters
+left requiring grad as theirs are), then ``torch.linalg.svd``. Ours: ``exact`` (one forward,
+the n pull-backs batched, the chunk found by timing unless ``--chunk``, then the SVD) and
+``fast`` (block Lanczos from products only, ``--block`` columns per step, until every bound is
+within ``--rtol``). Each method runs in its own fresh process, one after the other, so its peak memory (RSS)
+is its own; seconds are wall clock. Agreement: the largest relative difference of the top-k
+singular values from the study's (or, with ``--rows``, from the exact path's).
 
-    python benchmarks/jacobian_speed.py                          # demo model, gray 32×32, t=500, k=80
-    python benchmarks/jacobian_speed.py --setting full --methods fast --k 100 --depth 1
-    python benchmarks/jacobian_speed.py --config configs/celeba.json --rows 8  # study-size UNet
+It also times the *floor*: one forward pass at batch 1 and per image at batch 16. Every exact
+method needs n products, and a product costs at least the forward pass's multiply-adds, so the
+study's row (forward + backward) over a batched product bounds what any exact method can gain.
 
-``--config`` without ``--ckpt`` builds that UNet with random weights perturbed off their
-zero-init (as the tests do); without either, the shipped demo Baseline (trained, 1.2M parameters).
-``--rows N`` times the study's way on its first N rows only and scales to all n (labelled as such).
+    python benchmarks/jacobian_speed.py                       # demo UNet, gray 32×32, t=500, k=80
+    python benchmarks/jacobian_speed.py --model uvit-small    # the study's U-ViT (their MODEL_CONFIG)
+    python benchmarks/jacobian_speed.py --setting full --methods floor study fast --rows 8 --k 100
+    python benchmarks/jacobian_speed.py --spectra             # fast path's products against spectral decay
+
+``--model uvit-small`` builds the study's script's U-ViT (img 64, patch 4, embed 256, depth 12,
+8 heads) with seeded random weights (no trained weights ship; the cost does not depend on them);
+``--config`` builds that config's UNet with weights perturbed off their zero-init; the default
+is the shipped demo Baseline (trained, 1.2M parameters). ``--rows N`` times the study's way on
+its first N rows only and scales to all n (labelled as such).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -31,55 +40,90 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+# the study's script's MODEL_CONFIG (generate_jacobian_single.py)
+STUDY_UVIT = {"img_size": 64, "patch_size": 4, "embed_dim": 256, "depth": 12, "num_heads": 8}
 
-def _setup(args):
+
+def _model(args):
     import torch
 
-    from ddpm_lens.analysis.jacobian_map import Setting, denoiser_map, noisy_point
     from ddpm_lens.core.checkpoint import load_model
     from ddpm_lens.core.config import load_config
     from ddpm_lens.core.diffusion import GaussianDiffusion
     from ddpm_lens.core.unet import build_unet
-    from ddpm_lens.data.datasets import build_dataset, first_n
 
-    torch.set_num_threads(args.threads)
-    if args.config and not args.ckpt:
-        cfg = load_config(args.config)
-        torch.manual_seed(0)
-        model = build_unet(cfg.model)
+    def perturbed(model):
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn(p.shape, generator=g) * 0.02)
-        diffusion = GaussianDiffusion.from_config(cfg.diffusion)
-    else:
-        ckpt = args.ckpt or str(ROOT / "src/ddpm_lens/demo/baseline.safetensors")
-        model, diffusion, cfg = load_model(args.config, ckpt)
-    model.eval().requires_grad_(False)
-    setting = Setting(args.setting, cfg.dataset.resolution)
-    image = first_n(build_dataset("synthetic-faces", resolution=cfg.dataset.resolution, split="test"), 1)
+        return model
+
+    if args.model == "uvit-small":
+        from ddpm_lens.core.uvit import UViTConfig, build_uvit
+
+        torch.manual_seed(0)
+        cfg = load_config(ROOT / "configs/tiny.json")  # the linear T=1000 diffusion, as theirs
+        model = perturbed(build_uvit(UViTConfig(**STUDY_UVIT)))
+        return model, GaussianDiffusion.from_config(cfg.diffusion), 64
+    if args.config:
+        cfg = load_config(args.config)
+        torch.manual_seed(0)
+        model = perturbed(build_unet(cfg.model))
+        return model, GaussianDiffusion.from_config(cfg.diffusion), cfg.dataset.resolution
+    model, diffusion, cfg = load_model(None, str(ROOT / "src/ddpm_lens/demo/baseline.safetensors"))
+    return model, diffusion, cfg.dataset.resolution
+
+
+def _setup(args, *, params_grad: bool = False):
+    import torch
+
+    from ddpm_lens.analysis.jacobian_map import Setting, denoiser_map, noisy_point
+    from ddpm_lens.data.datasets import build_dataset, first_n
+
+    torch.set_num_threads(args.threads)
+    model, diffusion, resolution = _model(args)
+    model.eval().requires_grad_(params_grad)
+    setting = Setting(args.setting, resolution)
+    image = first_n(build_dataset("synthetic-faces", resolution=resolution, split="test"), 1)
     x = noisy_point(setting.clean(image)[0], 0, args.t, diffusion, 0)
-    return denoiser_map(model, diffusion, args.t, setting), x
+    return model, denoiser_map(model, diffusion, args.t, setting, quantity=args.quantity), x, resolution
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _floor(model, resolution, args) -> dict:
+    """Seconds of one forward at batch 1, and per image at batch 16 (best of 3)."""
+    import torch
+
+    out = {}
+    for batch in (1, 16):
+        x, t = torch.randn(batch, 3, resolution, resolution), torch.full((batch,), args.t)
+        best = math.inf
+        with torch.no_grad():
+            model(x, t)
+            for _ in range(3):
+                start = time.perf_counter()
+                model(x, t)
+                best = min(best, (time.perf_counter() - start) / batch)
+        out[f"forward_b{batch}"] = best
+    return out
+
+
 def _worker(method, args, queue):
     import torch
 
-    from ddpm_lens.analysis.jacobian import Linearised, dense_jacobian, top_singular
+    from ddpm_lens.analysis.jacobian import Linearised, jacobian_by_pullbacks, top_singular
 
-    f, x = _setup(args)
+    model, f, x, resolution = _setup(args, params_grad=method == "study")
     n = x.numel()
-    xw = x.clone().requires_grad_(
-        True
-    )  # warm-up, untimed, the same for every method: one forward and backward
+    xw = x.clone().requires_grad_(True)  # warm-up, untimed, the same for every method
     torch.autograd.grad(f(xw)[0], xw)
     base = _rss_mib()
+    out = {"method": method, "n": n, "load_before": os.getloadavg()[0]}
     start = time.perf_counter()
-    out = {"method": method, "n": n}
     if method == "study":
         rows = min(n, args.rows or n)
         jac = torch.zeros(n, n)
@@ -88,67 +132,36 @@ def _worker(method, args, queue):
             jac[i] = torch.autograd.grad(f(xi)[i], xi)[0]
         rows_s = time.perf_counter() - start
         if rows == n:
-            s = torch.linalg.svd(jac)[1]
-            out["s"] = s[: args.k].tolist()
+            out["s"] = torch.linalg.svd(jac)[1][: args.k].tolist()
         out["seconds"] = rows_s * n / rows + (time.perf_counter() - start - rows_s)
+        out["per_row"] = rows_s / rows
         out["extrapolated_from_rows"] = rows if rows < n else None
     elif method == "exact":
-        jac = dense_jacobian(f, x, chunk=args.chunk)
-        s = torch.linalg.svd(jac)[1]
-        out["s"] = s[: args.k].tolist()
-        out["seconds"] = time.perf_counter() - start
-    else:
         op = Linearised(f, x, chunk=args.chunk)
-        trip = top_singular(op, args.k, oversample=args.oversample, depth=args.depth, seed=0)
-        out["s"] = trip.s.tolist()
-        out["bound"] = trip.bound.tolist()
-        out["products"] = trip.products
+        jac = jacobian_by_pullbacks(op)
+        out["s"] = torch.linalg.svd(jac)[1][: args.k].tolist()
+        out["seconds"] = time.perf_counter() - start
+        out["chunk"] = op.chunks["pull"]
+        out["products"] = op.products
+    elif method == "fast":
+        op = Linearised(f, x, chunk=args.chunk)
+        trip = top_singular(op, args.k, block=args.block, depth=args.depth, rtol=args.rtol, seed=0)
+        out.update(
+            s=trip.s.tolist(),
+            bound=trip.bound.tolist(),
+            products=trip.products,
+            steps=trip.steps,
+            converged=trip.converged,
+            chunk=f"{op.chunks['push']}/{op.chunks['pull']}",
+            seconds=time.perf_counter() - start,
+        )
+    else:  # floor
+        out.update(_floor(model, resolution, args))
         out["seconds"] = time.perf_counter() - start
     out["peak_rss_mib"] = _rss_mib()
     out["peak_above_model_mib"] = out["peak_rss_mib"] - base
+    out["load_after"] = os.getloadavg()[0]
     queue.put(out)
-
-
-def _rates(args) -> None:
-    """The per-output cost of the study's way and of the exact path, interleaved in one process
-    (``--interleave ROUNDS``): each round times ``--rows`` study rows, then one batch of ``--chunk``
-    pull-backs after the exact path's single forward; both are scaled to all n outputs."""
-    import torch
-    from torch.func import vjp, vmap
-
-    f, x = _setup(args)
-    n = x.numel()
-    xw = x.clone().requires_grad_(True)
-    torch.autograd.grad(f(xw)[0], xw)  # warm-up
-    _, pull = vjp(f, x)
-    vmap(lambda c: pull(c)[0])(torch.eye(n)[: args.chunk])  # warm-up of the batched pull-back
-    study, ours = [], []
-    for r in range(args.interleave):
-        start = time.perf_counter()
-        for i in range(args.rows):
-            xi = x.clone().detach().requires_grad_(True)
-            torch.autograd.grad(f(xi)[i], xi)
-        study.append((time.perf_counter() - start) / args.rows)
-        start = time.perf_counter()
-        _, pull = vjp(f, x)
-        forward = time.perf_counter() - start
-        basis = torch.eye(n)[r * args.chunk % n :][: args.chunk]
-        start = time.perf_counter()
-        vmap(lambda c, pull=pull: pull(c)[0])(basis)
-        ours.append((forward, (time.perf_counter() - start) / len(basis)))
-        load = os.getloadavg()[0]
-        print(
-            f"round {r}: study {study[-1]:.3f} s/row, exact {ours[-1][1]:.3f} s/column "
-            f"(+{forward:.2f} s forward once), load {load:.1f}",
-            flush=True,
-        )
-    s_row = sum(study) / len(study)
-    o_col = sum(o[1] for o in ours) / len(ours)
-    o_fwd = sum(o[0] for o in ours) / len(ours)
-    print(
-        f"n = {n}: study {s_row * n:.0f} s, exact {o_fwd + o_col * n:.0f} s (pull-backs only, SVD not "
-        f"included), ratio {s_row * n / (o_fwd + o_col * n):.1f}x"
-    )
 
 
 def _run(method, args):
@@ -161,27 +174,64 @@ def _run(method, args):
     return out
 
 
+def _spectra(args) -> None:
+    """Products the fast path needs for top-k within 1e-3 (its bound, and its actual error) on
+    n×n maps with known spectra: the decay decides whether it beats the n pull-backs of the
+    exact path."""
+    import torch
+
+    from ddpm_lens.analysis.jacobian import Linearised, top_singular
+
+    n, k = 1024, args.k
+    g = torch.Generator().manual_seed(0)
+    u = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    cases = {
+        "σ_i = 0.5^(i/8) (a few dozen directions)": 0.5 ** (i / 8),
+        "σ_i = i^-2": i**-2.0,
+        "σ_i = i^-1": i**-1.0,
+        "σ_i = i^-0.5": i**-0.5,
+        "flat, like the demo's: i^-0.13 (1 - i/(n+1))^0.5": i**-0.13 * (1 - i / (n + 1)) ** 0.5,
+    }
+    print(f"n = {n}, top-{k}, block {args.block}: products until every bound ≤ {args.rtol:g}·σ")
+    print(f"{'spectrum':<44} {'products':>9} {'steps':>6} {'max rel bound':>14} {'max rel error':>14}")
+    for name, s in cases.items():
+        a = (u * s) @ v.T
+        a32 = a.float()
+        op = Linearised(lambda x, a32=a32: a32 @ x, torch.zeros(n), chunk=n)
+        t = top_singular(op, k, block=args.block, rtol=args.rtol)
+        err = ((t.s.double() - s[:k]).abs() / s[:k]).max()
+        bound = (t.bound / t.s).max()
+        note = "" if t.converged else "  (ran to the full space: exact)"
+        print(f"{name:<44} {t.products:>9} {t.steps:>6} {bound:>14.1e} {err:>14.1e}{note}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="JSON config (without --ckpt: that UNet with random, perturbed weights)")
-    p.add_argument("--ckpt", help="checkpoint (default: the shipped demo Baseline)")
+    p.add_argument("--model", default="demo", choices=("demo", "uvit-small", "config"))
+    p.add_argument("--config", help="with --model config: that UNet with random, perturbed weights")
     p.add_argument("--setting", default="gray32", choices=("gray32", "full"))
+    p.add_argument("--quantity", default="study", choices=("study", "x0"))
     p.add_argument("--t", type=int, default=500)
     p.add_argument("--k", type=int, default=80)
     p.add_argument(
-        "--methods", nargs="+", default=["study", "exact", "fast"], choices=("study", "exact", "fast")
+        "--methods",
+        nargs="+",
+        default=["floor", "study", "exact", "fast"],
+        choices=("floor", "study", "exact", "fast"),
     )
     p.add_argument("--rows", type=int, help="time the study's way on this many rows and extrapolate")
-    p.add_argument("--chunk", type=int, default=32)
-    p.add_argument("--oversample", type=int, default=10)
-    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--chunk", type=int, help="products per batch (default: found by timing)")
+    p.add_argument("--block", type=int, default=10, help="fast: products per step each way (default: 10)")
+    p.add_argument("--depth", type=int, help="fast: at most depth + 1 steps (default: until --rtol)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="fast: stop once every bound is within RTOL")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--interleave", type=int, help="ROUNDS: time the study's rows and our columns alternately")
+    p.add_argument("--spectra", action="store_true", help="only the fast path against known spectra")
     args = p.parse_args(argv)
-    if args.interleave:
-        args.rows = args.rows or 4
-        return _rates(args)
+    if args.spectra:
+        return _spectra(args)
 
     results = {}
     for method in args.methods:
@@ -189,41 +239,52 @@ def main(argv=None):
         results[method] = _run(method, args)
     ref_name = "study" if "s" in results.get("study", {}) else "exact" if "exact" in results else None
     ref = results[ref_name]["s"] if ref_name else None
-    load = os.getloadavg()
-    print(
-        f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs, "
-        f"{args.threads} threads"
-    )
+    print(f"\n{os.cpu_count()} CPUs, {args.threads} threads, model {args.model}, quantity {args.quantity}")
     print(f"n = {next(iter(results.values()))['n']}, setting {args.setting}, t = {args.t}, top-{args.k}")
+    if "floor" in results:
+        fl = results.pop("floor")
+        row = results.get("study", {}).get("per_row")
+        print(
+            f"floor: forward {fl['forward_b1'] * 1e3:.1f} ms at batch 1, "
+            f"{fl['forward_b16'] * 1e3:.1f} ms per image at batch 16"
+            + (
+                f"; the study's row {row * 1e3:.1f} ms, so an exact method needing n products of at "
+                f"least a batched forward each gains at most {row / fl['forward_b16']:.1f}x"
+                if row
+                else ""
+            )
+        )
     print(
-        f"{'method':<8} {'seconds':>10} {'speed-up':>9} {'peak RSS MiB':>13} {'above model':>12} "
-        f"{'max rel diff':>13} {'max rel bound':>14}"
+        f"{'method':<8} {'seconds':>9} {'speed-up':>9} {'peak RSS MiB':>13} {'above model':>12} "
+        f"{'max rel diff':>13} {'max rel bound':>14} {'load':>10}  notes"
     )
     study_s = results.get("study", {}).get("seconds")
     for method, r in results.items():
         s = r.get("s")
-        diff = (
-            max(abs(a - b) / abs(b) for a, b in zip(s, ref)) if (s is not None and ref is not None) else None
-        )
+        diff = max(abs(a - b) / abs(b) for a, b in zip(s, ref)) if (s and ref) else None
         bound = max(b / a for a, b in zip(r["s"], r["bound"])) if "bound" in r else None
         speed = study_s / r["seconds"] if study_s else None
-        note = (
-            f" (extrapolated from {r['extrapolated_from_rows']} rows)"
-            if r.get("extrapolated_from_rows")
-            else ""
-        )
-        note += f" ({r['products']} products)" if "products" in r else ""
+        notes = []
+        if r.get("extrapolated_from_rows"):
+            notes.append(f"extrapolated from {r['extrapolated_from_rows']} rows")
+        if "products" in r:
+            notes.append(f"{r['products']} products")
+        if "steps" in r:
+            notes.append(
+                f"{r['steps']} steps" + ("" if r["converged"] is None else f", rtol met: {r['converged']}")
+            )
+        if "chunk" in r:
+            notes.append(f"chunk {r['chunk']}")
         print(
-            f"{method:<8} {r['seconds']:>10.1f} {'' if speed is None else f'{speed:.1f}x':>9} "
+            f"{method:<8} {r['seconds']:>9.1f} {'' if speed is None else f'{speed:.2f}x':>9} "
             f"{r['peak_rss_mib']:>13.0f} {r['peak_above_model_mib']:>12.0f} "
-            f"{'' if diff is None else f'{diff:.1e}':>13} {'' if bound is None else f'{bound:.1e}':>14}{note}"
+            f"{'' if diff is None else f'{diff:.1e}':>13} {'' if bound is None else f'{bound:.1e}':>14} "
+            f"{r['load_before']:>4.1f}-{r['load_after']:<4.1f}  {'; '.join(notes)}"
         )
     if ref_name:
         print(f"(max rel diff: against the {ref_name} path's top-{args.k})")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"args": vars(args), "load": load, "results": results}, indent=1)
-        )
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_fast_path_top_k_within_its_bound_and_close():
     a32 = a.float()
     op = Linearised(lambda x: a32 @ x, torch.randn(120), chunk=16)
     k = 12
-    t = top_singular(op, k, oversample=8, depth=2, seed=3)
+    t = top_singular(op, k, block=20, depth=2, rtol=None, seed=3)
     err = (t.s.double() - s[:k]).abs()
     assert (err <= t.bound.double() + 1e-6).all()  # the stated bound holds against the known spectrum
     assert (t.s.double() <= s[:k] + 1e-5).all()  # Ritz values never exceed the true ones
@@ -64,7 +64,7 @@ def test_fast_path_bound_is_honest_when_the_subspace_is_too_small():
     """A flat spectrum with no Krylov steps: values are off, and the bound says by how much."""
     a, s = _matrix(100, decay=0.995, seed=2)
     op = Linearised(lambda x: a.float() @ x, torch.randn(100))
-    t = top_singular(op, 10, oversample=2, depth=0, seed=0)
+    t = top_singular(op, 10, block=12, depth=0, rtol=None, seed=0)
     err = (t.s.double() - s[:10]).abs()
     assert err.max() > 1e-3  # not converged...
     # ...and each value is within its bound of some singular value of A
@@ -78,7 +78,7 @@ def test_bound_is_the_true_residual_of_each_triplet():
     a, _ = _matrix(90, decay=0.97, seed=7)
     a32 = a.float()
     op = Linearised(lambda x: a32 @ x, torch.randn(90), chunk=9)
-    t = top_singular(op, 8, oversample=4, depth=1, seed=1)
+    t = top_singular(op, 8, block=12, depth=1, rtol=None, seed=1)
     u, v, s = t.u.double(), t.v.double(), t.s.double()
     explicit = torch.sqrt(((a @ v - u * s) ** 2).sum(0) + ((a.T @ u - v * s) ** 2).sum(0)) / math.sqrt(2)
     assert torch.allclose(t.bound.double(), explicit, atol=2e-6)
@@ -90,7 +90,7 @@ def test_rtol_stops_as_soon_as_every_bound_is_within_it():
     a, s = _matrix(200, decay=0.8, seed=8)
     a32 = a.float()
     loose, tight = (
-        top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, oversample=5, depth=None, rtol=r)
+        top_singular(Linearised(lambda x: a32 @ x, torch.randn(200)), 10, block=15, rtol=r)
         for r in (1e-2, 1e-5)
     )
     for t, rtol in ((loose, 1e-2), (tight, 1e-5)):
@@ -105,20 +105,35 @@ def test_rtol_stops_as_soon_as_every_bound_is_within_it():
 def test_rtol_on_a_flat_spectrum_runs_to_the_full_space_and_is_then_exact():
     a, s = _matrix(60, decay=0.998, seed=9)
     a32 = a.float()
-    t = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, oversample=5, depth=None, rtol=1e-9)
+    t = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, block=15, rtol=1e-9)
     assert t.converged is False  # float32 products cannot certify 1e-9...
     assert t.steps == 4  # ...so it ran until the bases held all 60 dimensions (15 per step)
     assert torch.allclose(t.s.double(), s[:10], rtol=1e-5)  # where the values are exact
     op = Linearised(lambda x: a32 @ x, torch.randn(60))
-    capped = top_singular(op, 10, oversample=5, depth=1, rtol=1e-9)
+    capped = top_singular(op, 10, block=15, depth=1, rtol=1e-9)
     assert capped.steps == 2 and capped.converged is False  # depth caps the steps
+
+
+def test_small_blocks_reach_the_tolerance_with_fewer_products_and_still_give_k_triplets():
+    a, s = _matrix(300, decay=0.985, seed=11)
+    a32 = a.float()
+    runs = {
+        b: top_singular(Linearised(lambda x: a32 @ x, torch.randn(300)), 20, block=b, rtol=1e-4)
+        for b in (4, 30)
+    }
+    for t in runs.values():
+        assert t.converged and len(t.s) == 20
+        assert ((t.s.double() - s[:20]).abs() / s[:20]).max() <= 1e-4
+    assert runs[4].products < runs[30].products  # the deeper polynomial pays per product
+    one = top_singular(Linearised(lambda x: a32 @ x, torch.randn(300)), 20, block=4, depth=0, rtol=None)
+    assert one.steps == 5 and len(one.s) == 20  # depth 0, but 5 steps are needed to hold 20 directions
 
 
 def test_rank_deficient_map_returns_its_zero_singular_values():
     g = torch.Generator().manual_seed(10)
     q = torch.linalg.qr(torch.randn(40, 4, generator=g))[0]
     p = q @ q.T
-    t = top_singular(Linearised(lambda x: p @ x, torch.zeros(40)), 6, oversample=4, depth=3)
+    t = top_singular(Linearised(lambda x: p @ x, torch.zeros(40)), 6, block=10, depth=3, rtol=None)
     assert torch.allclose(t.s[:4], torch.ones(4), atol=1e-5)
     assert t.s[4:].abs().max() < 1e-5
     assert torch.isfinite(t.u).all() and torch.isfinite(t.bound).all()
@@ -228,7 +243,7 @@ def test_one_by_one_conv_network_is_block_diagonal_with_localised_vectors():
         mass = torch.zeros(h * w).index_add_(0, pix, t.u[:, j] ** 2)
         assert mass.max() == pytest.approx(1.0, abs=1e-5)  # all of it on one pixel
     # and the fast path finds the same top values
-    fast = top_singular(Linearised(f, x, chunk=8), 6, oversample=10, depth=3)
+    fast = top_singular(Linearised(f, x, chunk=8), 6, block=16, depth=3, rtol=None)
     assert torch.allclose(fast.s, t.s, atol=float(fast.bound.max()) + 1e-5)
 
 

@@ -170,6 +170,8 @@ def test_rtol_runs_until_every_bound_is_within_it_and_says_so(tmp_path, ckpts, f
         (["--images", "{img}"], "is 16×16 but the model takes 8×8"),
         (["--method", "fast", "--rtol", "2"], "--rtol must be between 0 and 1"),
         (["--chunk", "0"], "--chunk must be at least 1, got 0"),
+        (["--method", "fast", "--rtol", "none"], "--rtol none needs a --depth"),
+        (["--block", "0"], "--block must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, ckpts, faces, capsys, extra, message):

@@ -244,27 +244,30 @@ def top_singular(
     op: Linearised,
     k: int,
     *,
-    oversample: int = 10,
-    depth: int | None = 2,
-    rtol: float | None = None,
+    block: int = 10,
+    depth: int | None = None,
+    rtol: float | None = 1e-3,
     seed: int = 0,
 ) -> Triplets:
     """Top-k singular triplets of J by block Golub–Kahan–Lanczos with a free residual bound per
-    triplet (see the module doc). Block b = k + ``oversample`` (at most n). Each step makes b
-    products J·V and b products Jᵀ·U (fewer once the bases near n), so ``depth + 1`` steps make
-    2·b·(depth + 1) products. With ``rtol``, it stops at the first step where every
-    ``bound_j ≤ rtol·σ̃_j`` (``depth``: at most ``depth + 1`` steps; ``None``: until the bases
-    span all n dimensions, where the triplets are exact)."""
+    triplet (see the module doc). Each step makes ``block`` products J·V and ``block`` products
+    Jᵀ·U (fewer once the bases near n). It stops at the first step where every
+    ``bound_j ≤ rtol·σ̃_j``, after ``depth + 1`` steps (never before the bases hold k
+    directions), or when the bases span all n dimensions, where the triplets are exact: at most
+    about 2n products. Small blocks need fewer products in all than one block of k + a few (a
+    deeper Krylov polynomial per product); larger ones batch more products per call."""
     n = op.n
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n}, got {k}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
     if rtol is None and depth is None:
         raise ValueError("give depth, rtol or both")
     if rtol is not None and not rtol > 0:
         raise ValueError(f"rtol must be > 0, got {rtol}")
     dtype, device, start = op.x.dtype, op.x.device, op.products
-    max_steps = math.inf if depth is None else depth + 1
-    b = min(n, k + oversample)
+    b = min(n, block)
+    max_steps = max(math.inf if depth is None else depth + 1, math.ceil(k / b))
     g = torch.Generator().manual_seed(seed)
     f64 = {"dtype": torch.float64, "device": device}
     v_basis = torch.linalg.qr(torch.randn(n, b, generator=g, dtype=torch.float64).to(device))[0]
@@ -273,9 +276,10 @@ def top_singular(
     hmat = torch.zeros(b, 0, **f64)  # Jᵀ U = V hmat
     applied = 0  # columns of V that J has been applied to
     steps = 0
+    ok = False
     while True:
-        block = v_basis[:, applied:]
-        w = op.matmat(block.to(dtype)).double()
+        block_v = v_basis[:, applied:]
+        w = op.matmat(block_v.to(dtype)).double()
         new_u, c, r = _extend(u_basis, w, n - u_basis.shape[1])
         gmat = torch.cat([torch.cat([gmat, c], 1), torch.cat([gmat.new_zeros(r.shape[0], applied), r], 1)])
         u_basis = torch.cat([u_basis, new_u], 1)
@@ -286,6 +290,9 @@ def top_singular(
         hmat = torch.cat([hmat, torch.cat([hmat.new_zeros(r.shape[0], hmat.shape[1] - r.shape[1]), r], 1)])
         v_basis = torch.cat([v_basis, new_v], 1)
         steps += 1
+        complete = u_basis.shape[1] >= n or new_v.shape[1] == 0
+        if u_basis.shape[1] < k and not complete:
+            continue
         p, s, qt = torch.linalg.svd(gmat, full_matrices=False)
         p, s, q = p[:, :k], s[:k], qt[:k].T
         # residuals from the recorded products: J v − σu = U(G q − σ p), Jᵀu − σv = V'(H p − σ q)
@@ -293,7 +300,6 @@ def top_singular(
         right = hmat @ p
         right[: q.shape[0]] -= q * s
         bound = torch.sqrt((left**2).sum(0) + (right**2).sum(0)) / math.sqrt(2)
-        complete = u_basis.shape[1] >= n or new_v.shape[1] == 0
         ok = rtol is not None and bool((bound <= rtol * s).all())
         if ok or complete or steps >= max_steps:
             break

@@ -58,9 +58,9 @@ class JacobianOptions:
     quantity: str = "x0"
     seed: int = 0
     chunk: int | None = None  # None: found per model by timing (ChunkTuner)
-    oversample: int = 10
-    depth: int | None = 2  # fast path: at most depth + 1 Krylov steps; None: until rtol is met
-    rtol: float | None = None  # fast path: stop once every bound_j <= rtol * sigma_j
+    block: int = 10  # fast path: columns per Krylov step
+    depth: int | None = None  # fast path: at most depth + 1 Krylov steps; None: until rtol is met
+    rtol: float | None = 1e-3  # fast path: stop once every bound_j <= rtol * sigma_j
     probes: int = 16
     use_ema: bool = True
 
@@ -97,7 +97,7 @@ def check_inputs(opts: JacobianOptions, setting: Setting, images: torch.Tensor, 
         )
     for name, value, low in (
         ("--chunk", opts.chunk, 1),
-        ("--oversample", opts.oversample, 0),
+        ("--block", opts.block, 1),
         ("--depth", opts.depth, 0),
         ("--probes", opts.probes, 2),
     ):
@@ -105,8 +105,6 @@ def check_inputs(opts: JacobianOptions, setting: Setting, images: torch.Tensor, 
             raise UserError(f"{name} must be at least {low}, got {value}")
     if opts.rtol is not None and not 0 < opts.rtol < 1:
         raise UserError(f"--rtol must be between 0 and 1 (e.g. 1e-3), got {opts.rtol}")
-    if opts.rtol is None and opts.depth is None:
-        raise UserError("the fast path needs --depth, --rtol or both")
 
 
 def precheck(arms: Sequence[Arm], images: torch.Tensor, opts: JacobianOptions, *, config=None) -> None:
@@ -166,6 +164,8 @@ def analyse(
             setting = this
             check_inputs(opts, setting, images, resolution)
             method = resolve_method(opts.method, setting.dim)
+            if method == "fast" and opts.rtol is None and opts.depth is None:
+                raise UserError("--rtol none needs a --depth: the fast path must know when to stop")
         elif this.resolution != setting.resolution:
             raise UserError(
                 f"{where} takes {resolution}×{resolution} images, the first model "
@@ -207,7 +207,7 @@ def analyse(
                 del jac
             else:
                 trip = top_singular(
-                    op, opts.k, oversample=opts.oversample, depth=opts.depth, rtol=opts.rtol, seed=opts.seed
+                    op, opts.k, block=opts.block, depth=opts.depth, rtol=opts.rtol, seed=opts.seed
                 )
                 sym = hutchinson(op, opts.probes, seed=opts.seed + 1)
                 op.release()
@@ -261,7 +261,7 @@ def analyse(
         "num_images": len(images),
         "seed": opts.seed,
         "chunk": "auto" if opts.chunk is None else opts.chunk,
-        "oversample": opts.oversample,
+        "block": opts.block,
         "depth": opts.depth,
         "rtol": opts.rtol,
         "probes": opts.probes if method == "fast" else 0,

@@ -16,8 +16,8 @@ ones (--quantity study: the study's I − ∂ε̂/∂x_t). --gray32 is the study
 up-sampled to the model and back); without it, J is taken in full colour at the model's resolution.
 --method exact forms J from n pull-backs (batched --chunk at a time; auto up to 4,096 dimensions);
 fast finds the top --k singular triplets from Jacobian-vector products only (block Lanczos), each
-with a residual bound, for --depth steps or until every bound is within --rtol, and estimates the
-trace by Hutchinson probes. Writes OUT/spectra.csv, summary.csv, jacobian.json, plots/ and index.html.
+with a residual bound, until every bound is within --rtol (default 1e-3) of its value, and
+estimates the trace by Hutchinson probes. Writes OUT/spectra.csv, summary.csv, jacobian.json, plots/ and index.html.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ def _chunk(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
+def _rtol(text: str) -> float | None:
+    if text == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e-3, or none, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,19 +122,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="Jacobian-vector products batched together (memory and speed); auto (default): the "
         "fastest of 1, 2, 4, … 64, found by timing the first blocks, recorded in summary.csv",
     )
-    p.add_argument("--oversample", type=int, default=10, help="fast path: extra block columns (default: 10)")
+    p.add_argument(
+        "--rtol",
+        type=_rtol,
+        default=1e-3,
+        metavar="RTOL|none",
+        help="fast path: stop at the first step where every top-k bound is within RTOL of its value "
+        "(default: 1e-3; the bounds come free with each step); none: run --depth steps",
+    )
     p.add_argument(
         "--depth",
         type=int,
         default=None,
-        help="fast path: at most depth + 1 Krylov steps (default: 2; with --rtol: until it is met)",
+        help="fast path: at most depth + 1 Krylov steps (default: none, i.e. until --rtol is met or "
+        "the bases span every dimension, where the result is exact: at most about 2n products)",
     )
     p.add_argument(
-        "--rtol",
-        type=float,
-        default=None,
-        help="fast path: stop at the first step where every top-k bound is within RTOL of its value "
-        "(e.g. 1e-3); the bounds come free with each step",
+        "--block",
+        type=int,
+        default=10,
+        help="fast path: products per Krylov step each way (default: 10; small blocks reach --rtol "
+        "with fewer products in all, large ones batch more per call)",
     )
     p.add_argument(
         "--probes", type=int, default=16, help="fast path: Hutchinson probes of the trace (default: 16)"
@@ -177,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
         quantity=args.quantity,
         seed=args.seed,
         chunk=args.chunk,
-        oversample=args.oversample,
-        depth=args.depth if args.depth is not None or args.rtol is not None else 2,
+        block=args.block,
+        depth=args.depth,
         rtol=args.rtol,
         probes=args.probes,
         use_ema=args.use_ema,

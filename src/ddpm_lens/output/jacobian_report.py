@@ -161,8 +161,11 @@ def page_context(result: JacobianResult, plots: list[dict]) -> dict:
             "method",
             s["method"]
             + (
-                f" (randomized block Krylov, oversample {s['oversample']}, depth {s['depth']}; "
-                f"trace by {s['probes']} Hutchinson probes)"
+                f" (block Lanczos, {s['block']} columns per step, "
+                + (f"until every bound is within {s['rtol']:g} of its value" if s["rtol"] else "")
+                + (", " if s["rtol"] and s["depth"] is not None else "")
+                + (f"at most {s['depth'] + 1} steps" if s["depth"] is not None else "")
+                + f"; trace by {s['probes']} Hutchinson probes)"
                 if s["method"] == "fast"
                 else " (dense Jacobian, LAPACK SVD)"
             ),
