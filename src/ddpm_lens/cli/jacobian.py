@@ -17,7 +17,8 @@ up-sampled to the model and back); without it, J is taken in full colour at the 
 --method exact forms J from n pull-backs (batched --chunk at a time; auto up to 4,096 dimensions);
 fast finds the top --k singular triplets from Jacobian-vector products only (block Lanczos), each
 with a residual bound, until every bound is within --rtol (default 1e-3) of its value, and
-estimates the trace by Hutchinson probes. Writes OUT/spectra.csv, summary.csv, jacobian.json, plots/ and index.html.
+estimates the trace by Hutchinson probes. Writes OUT/spectra.csv, summary.csv, jacobian.json,
+plots/ and index.html.
 """
 
 from __future__ import annotations
