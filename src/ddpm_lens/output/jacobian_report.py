@@ -4,7 +4,7 @@
 
     OUT/spectra.csv    one row per model × t × image × rank: σ_k, its bound (fast path), λ_k of J_s (exact)
     OUT/summary.csv    one row per model × t × image: trace, participation ratio, asymmetry, σ_1, σ_k,
-                       the largest relative bound, products, seconds
+                       the largest relative bound, products, Lanczos steps, rtol met, chunks, seconds
     OUT/jacobian.json  settings, models and the summary rows
     OUT/plots/spectrum_t<T>.png, effdim_vs_t.png, effdim_vs_checkpoint.png (arms with several
                        checkpoints), eigenvectors_t<T>.png (the first image)
