@@ -162,7 +162,7 @@ def page_context(result: JacobianResult, plots: list[dict]) -> dict:
             s["method"]
             + (
                 f" (block Lanczos, {s['block']} columns per step, "
-                + (f"until every bound is within {s['rtol']:g} of its value" if s["rtol"] else "")
+                + (f"until every bound is at most {s['rtol']:g} × its σ" if s["rtol"] else "")
                 + (", " if s["rtol"] and s["depth"] is not None else "")
                 + (f"at most {s['depth'] + 1} steps" if s["depth"] is not None else "")
                 + f"; trace by {s['probes']} Hutchinson probes)"

@@ -2,7 +2,9 @@
 
 The lock file holds the pid of the run that has it, so a second run is told which process
 to wait for. The kernel drops the lock when its process dies (even by SIGKILL), so a stale
-lock file never blocks anyone; the holder removes the file when it lets go.
+lock file never blocks anyone; the holder removes the file when it lets go. On a filesystem that
+has no locks (some network mounts answer ``flock`` with ENOLCK or EOPNOTSUPP) the run goes on
+unlocked, with a warning that a concurrent run into the folder would not be noticed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ddpm_lens.util.errors import UserError
+from ddpm_lens.util.errors import UserError, warn
 
 LOCK_NAME = ".ddpm-lens.lock"
 
@@ -41,6 +43,14 @@ class FolderLock:
                     f"{self.flag} {self.path.parent} is in use by another ddpm-lens run (pid {pid}): "
                     f"wait for it to finish, or pass another {self.flag}"
                 ) from None
+            except OSError as exc:  # no locks on this filesystem: go on, and say what is lost
+                os.close(fd)
+                self.path.unlink(missing_ok=True)  # its pid would mean nothing
+                warn(
+                    f"cannot lock {self.flag} {self.path.parent} ({exc.strerror}): another run into "
+                    "this folder at the same time would not be noticed; run one at a time"
+                )
+                return self
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
