@@ -35,6 +35,8 @@ def test_a_filesystem_without_locks_warns_once_and_runs_unlocked(tmp_path, monke
 
 
 def test_an_unwritable_folder_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="cannot write to --output_dir"):
-        with FolderLock(tmp_path / "missing", flag="--output_dir"):
-            pass
+    with (
+        pytest.raises(UserError, match="cannot write to --output_dir"),
+        FolderLock(tmp_path / "missing", flag="--output_dir"),
+    ):
+        pass
