@@ -149,9 +149,10 @@ def test_rtol_runs_until_every_bound_is_within_it_and_says_so(tmp_path, ckpts, f
     summary = _rows(out / "summary.csv")
     assert [r["converged"] for r in summary] == ["True"]
     assert float(summary[0]["max_rel_bound"]) <= 1e-3
-    assert "block Lanczos, 10 columns per step, until every bound is at most 0.001 × its σ" in (
-        out / "index.html"
-    ).read_text()
+    assert (
+        "block Lanczos, 10 columns per step, until every bound is at most 0.001 × its σ"
+        in (out / "index.html").read_text()
+    )
     exact = tmp_path / "exact"
     assert _run([*args, "--method", "exact", "--gray32"], exact) == 0
     fast = [float(r["sigma"]) for r in _rows(out / "spectra.csv")]
