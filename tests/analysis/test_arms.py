@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_study_run, write_tiny_checkpoint
+from conftest import ROOT, write_study_run, write_tiny_checkpoint
 
 import ddpm_lens.analysis.model_pair as model_pair
 import ddpm_lens.core.checkpoint as checkpoint
@@ -112,7 +112,27 @@ def test_one_checkpoint_against_several_is_refused_naming_the_unused():
     assert len(two_three.curriculum_ckpt) == 3
 
 
+def test_steps_of_one_uvit_run_are_refused_and_two_runs_last_steps_pool(tmp_path):
+    """``ckpts/<step>.ckpt/`` folders carry a step, no epoch: they used to pass as two runs."""
+    from types import SimpleNamespace
+
+    from ddpm_lens.analysis.arms import check_arm
+    from ddpm_lens.core.config import load_config
+
+    cfg = load_config(ROOT / "configs/tiny_uvit.json")
+
+    def model(path, step):
+        return SimpleNamespace(weights=SimpleNamespace(path=str(path), epoch=None, step=step), config=cfg)
+
+    one = tmp_path / "default" / "ckpts"
+    with pytest.raises(UserError, match=r"are steps 40000 and 80000 of one training run"):
+        check_arm([model(one / "40000.ckpt", 40000), model(one / "80000.ckpt", 80000)], "--arm A")
+    other = tmp_path / "seed2" / "ckpts"
+    check_arm([model(one / "80000.ckpt", 80000), model(other / "80000.ckpt", 80000)], "--arm A")
+
+
 def test_run_name_drops_the_save_time_and_epoch():
+    assert run_name("workdir/uvit/default/ckpts/40000.ckpt") == ""
     assert run_name("chkpts/celeba/celeba_20251219_113720_16.pt") == "celeba"
     assert run_name("celeba64_c_16.pt") == "celeba64_c"
     assert run_name("tiny_c_2.pt") == "tiny_c"

@@ -71,3 +71,30 @@ def test_the_report_reads_a_uvit_run(uvit_run):
     assert (uvit_run / "index.html").is_file()
     summary = (uvit_run / "summary.csv").read_text()
     assert all(name in summary for name in SEED_LAYERS)
+
+
+def test_two_steps_of_one_uvit_run_are_not_pooled_as_seeds(tmp_path, capsys):
+    """Each arm given ckpts/40.ckpt and ckpts/80.ckpt of one run: refused in one line before any
+    weights load (it was a TypeError traceback from the recipe check, and the steps would have
+    been pooled as two runs had it passed)."""
+    import shutil
+
+    config, folder, _, _ = write_run(tmp_path)
+    later = folder.parent / "80.ckpt"
+    shutil.copytree(folder, later)
+    out = tmp_path / "out"
+    args = [
+        "visualize",
+        "--baseline_ckpt", str(folder), str(later),
+        "--curriculum_ckpt", str(folder), str(later),
+        "--config_baseline", str(config),
+        "--config_curriculum", str(config),
+        "--dataset", "synthetic-faces",
+        "--output_dir", str(out),
+        "--no_progress",
+    ]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "are steps 40 and 80 of one training run" in err[0]
+    assert "ddpm-lens trajectories" in err[0]
+    assert not out.exists() or not any(out.iterdir())

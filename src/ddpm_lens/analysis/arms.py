@@ -7,8 +7,9 @@ before any weights are copied:
 
 - **epochs of one run**: checkpoints in the same folder with the same run name (the file name
   without its ``_<YYYYmmdd_HHMMSS>`` and ``_<epoch>``) and the same config (seed included), at
-  different epochs. They are one network at two times, not two draws of the recipe; the
-  study's run folders (``chkpts/<name>/<run_timestamp>/``) are exactly this.
+  different epochs, or a U-ViT run's ``ckpts/<step>.ckpt/`` folders at different steps. They are
+  one network at two times, not two draws of the recipe; the study's run folders
+  (``chkpts/<name>/<run_timestamp>/``, ``workdir/<name>/<run>/ckpts/``) are exactly this.
 - **other recipes**: checkpoints whose configs differ in ``curriculum``, ``sparsity`` (CS),
   ``regularization`` (CR) or the model's architecture.
 
@@ -35,7 +36,7 @@ def run_name(path: str) -> str:
     """The file name without its save timestamp and epoch: ``celeba_20251219_113720_16.pt`` and
     ``celeba_16.pt`` are both ``celeba``."""
     stem = Path(path).stem
-    stem = re.sub(r"_\d+$", "", stem)
+    stem = re.sub(r"(^|_)\d+$", "", stem)  # a U-ViT step folder, ``40000.ckpt``, has no name
     return re.sub(r"_\d{8}_\d{6}$", "", stem)
 
 
@@ -69,25 +70,35 @@ def check_arm(models: Sequence, flag: str) -> None:
                         f"{_brief(va)} vs {_brief(vb)}): an arm pools runs of one recipe; give each "
                         "recipe its own arm"
                     )
+            when_a, when_b = _when(a.weights), _when(b.weights)
             same_run = (
                 pa.parent == pb.parent
                 and run_name(pa.name) == run_name(pb.name)
                 and a.config.to_dict() == b.config.to_dict()
-                and a.weights.epoch != b.weights.epoch
+                and when_a != when_b
             )
             if same_run:
+                unit = "steps" if when_a[0] == when_b[0] == "step" else "epochs"
                 raise UserError(
-                    f"{flag} {a.weights.path} and {b.weights.path} are epochs {a.weights.epoch} and "
-                    f"{b.weights.epoch} of one training run (same folder, name and config): an arm's "
+                    f"{flag} {a.weights.path} and {b.weights.path} are {unit} {when_a[1]} and "
+                    f"{when_b[1]} of one training run (same folder, name and config): an arm's "
                     f"checkpoints are pooled as independent runs (seeds), which they are not; {TRAJECTORIES}"
                 )
+
+
+def _when(weights) -> tuple[str, int | None]:
+    """A checkpoint's time in its run: its epoch, or a U-ViT folder's step."""
+    if weights.epoch is None and getattr(weights, "step", None) is not None:
+        return ("step", weights.step)
+    return ("epoch", weights.epoch)
 
 
 def _recipe(config, section: str):
     """A config section as a recipe: the model's ``out_channels`` None (ours) and 3 (the study's
     config.json writes it) are the same model."""
     value = getattr(config, section)
-    if section == "model":
+    fields = {f.name for f in dataclasses.fields(value)} if dataclasses.is_dataclass(value) else set()
+    if section == "model" and "out_channels" in fields:  # a U-ViT's is a property of in_chans
         value = dataclasses.replace(value, out_channels=value.out_channels or value.in_channels)
     return value
 
