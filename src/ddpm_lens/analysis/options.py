@@ -58,7 +58,7 @@ class VisualizeOptions:
     )
     use_ema: bool = option(
         True,
-        help="use the EMA weights (ema.shadow) where the checkpoint has them",
+        help="use the EMA weights where the checkpoint has them (ema.shadow; a U-ViT folder's nnet_ema.pth)",
         group="models",
         kind="ema",
     )

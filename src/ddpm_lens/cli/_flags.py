@@ -13,7 +13,8 @@ def add_ema_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         dest="use_ema",
         action="store_true",
         default=True,
-        help="use the EMA weights (ema.shadow) where the checkpoint has them (default)",
+        help="use the EMA weights where the checkpoint has them (ema.shadow; a U-ViT folder's "
+        "nnet_ema.pth) (default)",
     )
     ema.add_argument("--no_ema", dest="use_ema", action="store_false", help="use the raw training weights")
 
