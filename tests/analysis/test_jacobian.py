@@ -164,6 +164,8 @@ def test_tuned_chunks_give_the_fixed_chunks_columns():
     assert torch.allclose(tuned.matmat(v), fixed.matmat(v), atol=1e-6)
     assert torch.allclose(tuned.rmatmat(v), fixed.rmatmat(v), atol=1e-6)
     assert fixed.chunks == {"push": 5, "pull": 5}
+    again = Linearised(f, x, chunk=5)
+    assert torch.equal(again.rmatmat(v), fixed.rmatmat(v))  # a fixed chunk repeats bit for bit
     assert set(tuned.chunks.values()) <= {1, 2, 4, 8, 16}
 
 

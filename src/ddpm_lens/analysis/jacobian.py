@@ -59,8 +59,9 @@ class ChunkTuner:
     4, … up to ``largest``, each timed on two full blocks (the faster counts, so a first call's
     set-up does not), doubling while the time per column falls by more than 5 %; then the
     fastest size so far is kept. No column is computed twice: the timed blocks are the result.
-    Results agree across chunk sizes to float32 rounding (~1e-7), not bit for bit: ``size``
-    is recorded so that ``--chunk size`` repeats a run exactly."""
+    Results agree across chunk sizes to float32 rounding (~1e-7), not bit for bit, and the
+    timing decides the sizes: two tuned runs may differ in the seventh digit, while two runs
+    with one fixed ``--chunk`` are identical."""
 
     def __init__(self, largest: int = 64):
         self.sizes = [s for s in (1, 2, 4, 8, 16, 32, 64, 128, 256) if s <= largest] or [1]
