@@ -48,22 +48,18 @@ def parse_arms(specs: list[str]):
     return [Arm(label, path) for label, paths in parsed for path in paths]
 
 
-def _chunk(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+def _or_word(cast, word: str, expected: str):
+    """An argparse type: ``cast(text)``, or None for ``word``."""
 
+    def parse(text: str):
+        if text == word:
+            return None
+        try:
+            return cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected} or {word}, got {text!r}") from None
 
-def _rtol(text: str) -> float | None:
-    if text == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 1e-3, or none, got {text!r}") from None
+    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--chunk",
-        type=_chunk,
+        type=_or_word(int, "auto", "a whole number"),
         default=None,
         metavar="N|auto",
         help="Jacobian-vector products batched together (memory and speed); auto (default): the "
@@ -125,7 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--rtol",
-        type=_rtol,
+        type=_or_word(float, "none", "a number such as 1e-3"),
         default=1e-3,
         metavar="RTOL|none",
         help="fast path: stop at the first step where every top-k bound is within RTOL of its value "
