@@ -48,14 +48,20 @@ def render_page(context: dict) -> str:
 
 
 def render_template(name: str, context: dict, *, safe: tuple[str, ...] = ()) -> str:
-    """The package template ``templates/<name>`` rendered with ``context``, every value
+    """The package template ``templates/<name>`` (which may extend ``_page.html``, the shared
+    frame) rendered with ``context``, every value
     HTML-escaped except the keys in ``safe`` (the package's own CSS), with the pages' ``num`` and
     ``url`` filters; an undefined name is an error, not an empty string."""
-    source = resources.files("ddpm_lens.output").joinpath("templates", name).read_text(encoding="utf-8")
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    templates = resources.files("ddpm_lens.output").joinpath("templates")
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda n: templates.joinpath(n).read_text(encoding="utf-8")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
     env.filters["num"] = _num
     env.filters["url"] = _url
-    return env.from_string(source).render(**{**context, **{k: Markup(context[k]) for k in safe}})
+    return env.get_template(name).render(**{**context, **{k: Markup(context[k]) for k in safe}})
 
 
 def page_context(
