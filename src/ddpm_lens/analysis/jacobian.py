@@ -23,7 +23,7 @@ diffusion (``analysis/jacobian_map.py`` builds the denoiser's ``f``).
   rounding (~1e-7 relative) is outside the bound. A singular direction the random start
   missed entirely leaves no residual (no a-posteriori bound sees it); the Gaussian start makes
   that improbable (Halko et al. 2011 §10). Because the bounds cost nothing, ``rtol`` stops the
-  iteration at the first step where every top-k bound is within ``rtol`` of its value; once the
+  iteration at the first step where every top-k bound is at most ``rtol`` times its value; once the
   bases span all n dimensions the triplets are exact.
 - :func:`exact_symmetric` / :func:`hutchinson`: the symmetric part J_s = (J + Jᵀ)/2, its trace
   and the effective dimensionalities below, exactly from a dense J or estimated from products.
@@ -174,7 +174,7 @@ class Triplets:
     bound: torch.Tensor | None  # (k,): some singular value of J lies within bound_j of s_j; None: exact
     products: int = 0  # Jacobian-vector products made (both directions)
     steps: int = 0  # Krylov steps (one J·V and one Jᵀ·U block each); 0: exact
-    converged: bool | None = None  # every bound within rtol (None: no rtol asked)
+    converged: bool | None = None  # every bound <= rtol * s (None: no rtol asked)
 
 
 @dataclass

@@ -16,7 +16,7 @@ ones (--quantity study: the study's I − ∂ε̂/∂x_t). --gray32 is the study
 up-sampled to the model and back); without it, J is taken in full colour at the model's resolution.
 --method exact forms J from n pull-backs (batched --chunk at a time; auto up to 4,096 dimensions);
 fast finds the top --k singular triplets from Jacobian-vector products only (block Lanczos), each
-with a residual bound, until every bound is within --rtol (default 1e-3) of its value, and
+with a residual bound, until every bound is at most --rtol (default 1e-3) times its value, and
 estimates the trace by Hutchinson probes. Writes OUT/spectra.csv, summary.csv, jacobian.json,
 plots/ and index.html.
 """
@@ -124,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_or_word(float, "none", "a number such as 1e-3"),
         default=1e-3,
         metavar="RTOL|none",
-        help="fast path: stop at the first step where every top-k bound is within RTOL of its value "
+        help="fast path: stop at the first step where every top-k bound is at most RTOL times its value "
         "(default: 1e-3; the bounds come free with each step); none: run --depth steps",
     )
     p.add_argument(
