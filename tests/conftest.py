@@ -67,6 +67,24 @@ def face_folder(tmp_path_factory):
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+def visualize_command(pair, out, *extra, samples: int = 2, seed: int = 0) -> list[str]:
+    """``visualize`` on a checkpoint pair at t = 500, two layers, CPU, no progress bars: the
+    argv the run-folder tests start from (``extra`` appended)."""
+    return [
+        "visualize",
+        "--baseline_ckpt", str(pair[0]),
+        "--curriculum_ckpt", str(pair[1]),
+        "--num_samples", str(samples),
+        "--timesteps", "500",
+        "--layers", "in_conv", "bottleneck",
+        "--seed", str(seed),
+        "--output_dir", str(out),
+        "--device", "cpu",
+        "--no_progress",
+        *extra,
+    ]  # fmt: skip
+
+
 def write_tiny_checkpoint(path, *, config: str = "configs/tiny.json", seed: int = 0, model_overrides=None):
     """A ddpm-lens checkpoint of a perturbed tiny model, carrying its config. Its EMA and raw
     weights differ (the EMA is the raw weights perturbed once more), so a loader that picks

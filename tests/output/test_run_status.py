@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import visualize_command
 
 import ddpm_lens.output.png as png
 from ddpm_lens.cli import main
@@ -17,29 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def command(pair, out, *extra, samples=2, seed=0):
-    return [
-        "visualize",
-        "--baseline_ckpt",
-        str(pair[0]),
-        "--curriculum_ckpt",
-        str(pair[1]),
-        "--num_samples",
-        str(samples),
-        "--timesteps",
-        "500",
-        "--layers",
-        "in_conv",
-        "bottleneck",
-        "--seed",
-        str(seed),
-        "--output_dir",
-        str(out),
-        "--device",
-        "cpu",
-        "--no_report",
-        "--no_progress",
-        *extra,
-    ]
+    return visualize_command(pair, out, "--no_report", *extra, samples=samples, seed=seed)
 
 
 @pytest.fixture(scope="module")
