@@ -107,11 +107,11 @@ def test_rtol_on_a_flat_spectrum_runs_to_the_full_space_and_is_then_exact():
     a32 = a.float()
     t = top_singular(Linearised(lambda x: a32 @ x, torch.randn(60)), 10, block=15, rtol=1e-9)
     assert t.converged is False  # float32 products cannot certify 1e-9...
-    assert t.steps == 4  # ...so it ran until the bases held all 60 dimensions (15 per step)
+    assert t.steps == 4 and t.exact  # ...so it ran until the bases held all 60 dimensions (15 per step)
     assert torch.allclose(t.s.double(), s[:10], rtol=1e-5)  # where the values are exact
     op = Linearised(lambda x: a32 @ x, torch.randn(60))
     capped = top_singular(op, 10, block=15, depth=1, rtol=1e-9)
-    assert capped.steps == 2 and capped.converged is False  # depth caps the steps
+    assert capped.steps == 2 and capped.converged is False and not capped.exact  # depth caps the steps
 
 
 def test_small_blocks_reach_the_tolerance_with_fewer_products_and_still_give_k_triplets():

@@ -34,3 +34,14 @@ def test_auto_method_is_exact_up_to_the_measured_size():
     assert resolve_method("fast", 10) == "fast"
     with pytest.raises(UserError, match="--method"):
         resolve_method("dense", 10)
+
+
+def test_fast_path_steps_are_capped_at_the_exact_paths_size_unless_depth_is_given():
+    from ddpm_lens.analysis.jacobian_run import EXACT_MAX_DIM, JacobianOptions, fast_depth
+
+    opts = JacobianOptions(timesteps=[500], block=10)
+    assert fast_depth(opts, 12288) == 409  # 410 steps of 10: bases of 4,100 >= 4,096 directions
+    assert fast_depth(opts, 1024) == 102  # enough to span all 1,024: exact by then
+    assert (fast_depth(opts, 12288) + 1) * 10 >= EXACT_MAX_DIM
+    assert fast_depth(JacobianOptions(timesteps=[500], depth=3), 12288) == 3
+    assert fast_depth(JacobianOptions(timesteps=[500], depth=3, rtol=None), 12288) == 3

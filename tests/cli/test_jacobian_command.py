@@ -163,6 +163,16 @@ def test_rtol_runs_until_every_bound_is_within_it_and_says_so(tmp_path, ckpts, f
     assert int(row["products"]) == 1024 and row["steps"] == "0"
 
 
+def test_a_fast_run_stopped_short_of_rtol_warns_and_says_so_in_the_summary(tmp_path, ckpts, faces, capsys):
+    out = tmp_path / "short"
+    args = ["--arm", f"A={ckpts['a1']}", "--t", "500", "--images", faces[0], "--k", "4", "--gray32"]
+    assert _run([*args, "--method", "fast", "--probes", "4", "--depth", "0", "--rtol", "1e-6"], out) == 0
+    row = _rows(out / "summary.csv")[0]
+    assert row["converged"] == "False" and row["steps"] == "1" and float(row["max_rel_bound"]) > 1e-6
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "fast path stopped" in line]
+    assert len(warnings) == 1 and "after 1 step with" in warnings[0] and "above --rtol 1e-06" in warnings[0]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -175,6 +175,7 @@ class Triplets:
     products: int = 0  # Jacobian-vector products made (both directions)
     steps: int = 0  # Krylov steps (one J·V and one Jᵀ·U block each); 0: exact
     converged: bool | None = None  # every bound <= rtol * s (None: no rtol asked)
+    exact: bool = False  # the bases spanned all n dimensions: the values are exact to rounding
 
 
 @dataclass
@@ -316,6 +317,7 @@ def top_singular(
         products=op.products - start,
         steps=steps,
         converged=None if rtol is None else ok,
+        exact=complete,
     )
 
 

@@ -9,6 +9,7 @@ against the first model before any Jacobian is taken, and against each later one
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ddpm_lens.analysis.jacobian_map import (
 )
 from ddpm_lens.core.checkpoint import load_checkpoint
 from ddpm_lens.core.diffusion import GaussianDiffusion
-from ddpm_lens.util.errors import UserError
+from ddpm_lens.util.errors import UserError, warn
 
 METHODS = ("auto", "exact", "fast")
 # auto: the dense Jacobian up to this many dimensions (gray 32×32 is 1,024; 3×32×32 is 3,072).
@@ -72,6 +73,15 @@ class JacobianResult:
     vectors: dict = field(default_factory=dict)  # (model index, t) -> (k, n) left singular vectors, image 0
     models: list[dict] = field(default_factory=list)  # index, arm, checkpoint, epoch, step (U-ViT)
     settings: dict = field(default_factory=dict)
+
+
+def fast_depth(opts: JacobianOptions, dim: int) -> int | None:
+    """The fast path's step cap: ``--depth``, or without it, enough steps for bases of
+    min(n, EXACT_MAX_DIM) directions: past that, its two n × m float64 bases and m × m
+    projections pass 1 GB at n = 12,288 (and it has made 8,192 products)."""
+    if opts.depth is not None or opts.rtol is None:
+        return opts.depth
+    return max(0, math.ceil(min(dim, EXACT_MAX_DIM) / opts.block) - 1)
 
 
 def resolve_method(method: str, dim: int) -> str:
@@ -207,8 +217,21 @@ def analyse(
                 del jac
             else:
                 trip = top_singular(
-                    op, opts.k, block=opts.block, depth=opts.depth, rtol=opts.rtol, seed=opts.seed
+                    op,
+                    opts.k,
+                    block=opts.block,
+                    depth=fast_depth(opts, setting.dim),
+                    rtol=opts.rtol,
+                    seed=opts.seed,
                 )
+                if trip.converged is False and not trip.exact:
+                    worst = float((trip.bound / trip.s.clamp_min(1e-30)).max())
+                    warn(
+                        f"{where}, t = {t}, image {i}: the fast path stopped after {trip.steps} "
+                        f"step{'s' if trip.steps != 1 else ''} with a "
+                        f"largest relative bound of {worst:.1e}, above --rtol {opts.rtol:g}; pass a larger "
+                        "--depth, or --method exact"
+                    )
                 sym = hutchinson(op, opts.probes, seed=opts.seed + 1)
                 op.release()
                 lam = None

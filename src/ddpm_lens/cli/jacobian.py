@@ -131,8 +131,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--depth",
         type=int,
         default=None,
-        help="fast path: at most depth + 1 Krylov steps (default: none, i.e. until --rtol is met or "
-        "the bases span every dimension, where the result is exact: at most about 2n products)",
+        help="fast path: at most depth + 1 Krylov steps (default: until --rtol is met, the bases span every "
+        "dimension (exact) or hold 4,096 directions)",
     )
     p.add_argument(
         "--block",
