@@ -200,15 +200,15 @@ def analyse(
             x = noisy_point(clean[i], i, t, diffusion, opts.seed)
             f = denoiser_map(model, diffusion, t, setting, quantity=opts.quantity)
             start = time.perf_counter()
-            row = {
+            key = {
                 "arm": arm.label,
                 "model": index,
                 "epoch": weights.epoch,
                 "step": weights.step,
                 "t": t,
                 "image": i,
-                "method": method,
-            }
+            }  # what names a summary row and each of its spectrum rows
+            row = {**key, "method": method}
             op = Linearised(f, x, chunk=opts.chunk)
             if method == "exact":
                 jac = jacobian_by_pullbacks(op)
@@ -258,12 +258,7 @@ def analyse(
             for r in range(opts.k):
                 result.spectra.append(
                     {
-                        "arm": arm.label,
-                        "model": index,
-                        "epoch": weights.epoch,
-                        "step": weights.step,
-                        "t": t,
-                        "image": i,
+                        **key,
                         "rank": r + 1,
                         "sigma": float(trip.s[r]),
                         "bound": None if trip.bound is None else float(trip.bound[r]),
