@@ -15,16 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ddpm_lens import __version__
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.evaluation_page import page_context, render_page
 from ddpm_lens.output.evaluation_plots import last_loss_by_timestep, loss_by_timestep, quality_by_epoch
 from ddpm_lens.output.evaluation_table import comparison_text
-from ddpm_lens.output.report_page import json_safe
+from ddpm_lens.output.report_page import json_safe, provenance
 from ddpm_lens.output.run_folder import check_output_dir, check_replaceable, owned_files
 from ddpm_lens.output.run_status import new_run_id
 from ddpm_lens.util.atomic import write_text
@@ -73,9 +70,7 @@ def _write(out: Path, evaluation, *, argv: list[str] | None) -> dict[str, Path]:
 
     put("evaluation.csv", csv_text([json_safe(r) for r in rows]))
     record = {
-        "command": "ddpm-lens " + shlex.join(argv) if argv else None,
-        "version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(argv),
         "settings": settings,
         "reference": evaluation.reference,
         "rows": rows,

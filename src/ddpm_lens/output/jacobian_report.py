@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ddpm_lens import __version__
@@ -26,7 +24,7 @@ from ddpm_lens.analysis.jacobian_run import JacobianResult, match_vectors, sign_
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.evaluation_page import report_css
 from ddpm_lens.output.jacobian_plots import effdim_plot, eigenvector_grid, mean_ci, spectrum_plot
-from ddpm_lens.output.report_page import json_safe, render_template
+from ddpm_lens.output.report_page import json_safe, provenance, render_template
 from ddpm_lens.output.run_folder import check_output_dir
 from ddpm_lens.util.atomic import write_text
 
@@ -75,9 +73,7 @@ def write_jacobian(
     put("spectra.csv", csv_text([json_safe(r) for r in result.spectra]))
     put("summary.csv", csv_text([json_safe(r) for r in result.summary]))
     record = {
-        "command": "ddpm-lens " + shlex.join(argv) if argv else None,
-        "version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(argv),
         "settings": settings,
         "models": result.models,
         "summary": result.summary,

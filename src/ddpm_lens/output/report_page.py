@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -12,6 +14,7 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
+from ddpm_lens import __version__
 from ddpm_lens.analysis import decision_rule as rule
 from ddpm_lens.analysis.image_cka import MAIN_PAIR
 from ddpm_lens.analysis.stat_registry import PERCENT, STATISTICS
@@ -400,6 +403,16 @@ def _num(value) -> str:
 def _url(rel: str) -> str:
     """A relative file path as a URL path (each segment percent-encoded)."""
     return quote(rel, safe="/")
+
+
+def provenance(argv: list[str] | None) -> dict:
+    """What a results file records first: the command (None when not run from the command line),
+    the package version and the UTC time."""
+    return {
+        "command": "ddpm-lens " + shlex.join(argv) if argv else None,
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def json_safe(value):

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ddpm_lens import __version__
 from ddpm_lens.output.csv_table import csv_text
 from ddpm_lens.output.evaluation_page import report_css
-from ddpm_lens.output.report_page import json_safe, render_template
+from ddpm_lens.output.report_page import json_safe, provenance, render_template
 from ddpm_lens.output.trajectory_plots import gap_heatmap, measure_by_step
 from ddpm_lens.util.atomic import write_text
 
@@ -79,9 +77,7 @@ def write_trajectories(
             hypotheses = arm_hypotheses(features, alpha=study.settings["alpha"])
             put("arm_hypotheses.csv", hypothesis_cells_csv(hypotheses))
     record = {
-        "command": "ddpm-lens " + shlex.join(argv) if argv else None,
-        "version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(argv),
         "settings": study.settings,
         "checkpoints": study.checkpoints,
         "comparisons": study.comparisons,
